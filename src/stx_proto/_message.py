@@ -1,0 +1,61 @@
+"""The value every Phoenix frame decodes to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+PHX_JOIN = "phx_join"
+PHX_LEAVE = "phx_leave"
+PHX_REPLY = "phx_reply"
+PHX_ERROR = "phx_error"
+PHX_CLOSE = "phx_close"
+HEARTBEAT = "heartbeat"
+PHOENIX_TOPIC = "phoenix"
+
+
+@attrs.frozen(slots=True)
+class ChannelMessage:
+    """One Phoenix message as it came off the wire.
+
+    ``payload`` is whatever the serializer decoded: a dict for JSON frames, ``bytes`` for the
+    payload of a binary push or broadcast, and for a reply (``event == "phx_reply"``) the dict
+    ``{"status": ..., "response": ...}`` (the response is ``bytes`` for a binary reply).
+    """
+
+    topic: str
+    event: str
+    payload: Any
+    ref: str | None = None
+    join_ref: str | None = None
+
+    @property
+    def channel(self) -> str:
+        """The topic before its first ``:`` (``"market_info"`` for ``"market_info:42"``)."""
+        return self.topic.partition(":")[0]
+
+    @property
+    def is_reply(self) -> bool:
+        """True for a ``phx_reply`` (an answer to a join, leave, push or heartbeat)."""
+        return self.event == PHX_REPLY
+
+    @property
+    def reply_status(self) -> str | None:
+        """The reply's ``status`` (``"ok"``, ``"error"``, ...), or None if this is no reply."""
+        if self.event != PHX_REPLY or not isinstance(self.payload, dict):
+            return None
+        status = self.payload.get("status")
+        return status if isinstance(status, str) else None
+
+    @property
+    def response(self) -> Any:
+        """The reply's ``response``, or None if this is no reply."""
+        if self.event != PHX_REPLY or not isinstance(self.payload, dict):
+            return None
+        return self.payload.get("response")
+
+    @property
+    def is_error(self) -> bool:
+        """True for ``phx_error`` and for a reply whose status is ``"error"``."""
+        return self.event == PHX_ERROR or self.reply_status == "error"
