@@ -1,0 +1,653 @@
+"""WsprotoEngine driven against a real wsproto server, in memory."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Sequence
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from wsproto import WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import generate_accept_token
+
+from stx_proto._errors import UsageError
+from stx_proto._websocket import (
+    MAX_REJECTION_BODY,
+    WebSocketEngine,
+    WsAccepted,
+    WsBinary,
+    WsClosed,
+    WsEvent,
+    WsFailed,
+    WsprotoEngine,
+    WsRejected,
+    WsText,
+)
+
+HOST = "example.com:4000"
+TARGET = "/socket/websocket?token=a%20b&vsn=2.0.0"
+TOKEN_PROTOCOL = "base64url.bearer.phx.MTIzNA"
+
+
+def new_client(**kwargs: object) -> WsprotoEngine:
+    return WsprotoEngine(host=HOST, target=TARGET, **kwargs)  # type: ignore[arg-type]
+
+
+def handshake(client: WsprotoEngine) -> tuple[WSConnection, Request]:
+    """Feed the client's upgrade request to a fresh server; return it and the Request it saw."""
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.start())
+    (request,) = server.events()
+    assert isinstance(request, Request)
+    return server, request
+
+
+def open_pair(**kwargs: object) -> tuple[WsprotoEngine, WSConnection]:
+    client = new_client(**kwargs)
+    server, _ = handshake(client)
+    assert client.receive(server.send(AcceptConnection())) == [WsAccepted(None, ())]
+    return client, server
+
+
+def to_server(server: WSConnection, data: bytes) -> list[Event]:
+    server.receive_data(data)
+    return list(server.events())
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A server-to-client frame (unmasked), payload under 126 bytes."""
+    assert len(payload) < 126
+    return bytes([(0x80 if fin else 0) | opcode, len(payload)]) + payload
+
+
+def accept_headers(client_request: bytes, *extra: bytes) -> bytes:
+    """A hand-written 101 answer to ``client_request`` with a valid accept token."""
+    match = re.search(rb"Sec-WebSocket-Key: (\S+)", client_request)
+    assert match is not None
+    lines = [
+        b"HTTP/1.1 101 Switching Protocols",
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Accept: " + generate_accept_token(match.group(1)),
+        *extra,
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def assert_ended(client: WsprotoEngine) -> None:
+    assert not client.open
+    assert client.receive(frame(0x1, b"late")) == []
+    assert client.receive_eof() == []
+    assert client.send_text("x") == b""
+    assert client.send_binary(b"x") == b""
+    assert client.close() == b""
+
+
+# ---- values and interface
+
+
+def test_engine_implements_the_interface() -> None:
+    engine: WebSocketEngine = new_client()
+    assert not engine.open
+
+
+def test_events_are_frozen_values() -> None:
+    event = WsText("a")
+    assert event == WsText("a")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.data = "b"  # type: ignore[misc]
+    assert "__slots__" in vars(WsText)
+
+
+# ---- handshake
+
+
+def test_handshake_sends_host_target_headers_and_subprotocols() -> None:
+    client = new_client(
+        headers=[("X-Api-Key", "k1"), ("Origin", "https://example.com")],
+        subprotocols=["phoenix", TOKEN_PROTOCOL],
+    )
+    server, request = handshake(client)
+    assert request.host == HOST
+    assert request.target == TARGET
+    assert request.subprotocols == ["phoenix", TOKEN_PROTOCOL]
+    assert (b"x-api-key", b"k1") in request.extra_headers
+    assert (b"origin", b"https://example.com") in request.extra_headers
+    assert client.send_text("too early") == b""
+
+    reply = server.send(AcceptConnection(subprotocol="phoenix", extra_headers=[(b"X-Srv", b"1")]))
+    assert client.receive(reply) == [WsAccepted("phoenix", (("x-srv", "1"),))]
+    assert client.open
+    assert server.state is ConnectionState.OPEN
+
+
+def test_request_bytes() -> None:
+    request = new_client().start()
+    assert request.startswith(f"GET {TARGET} HTTP/1.1\r\n".encode())
+    assert f"Host: {HOST}\r\n".encode() in request
+    assert b"Sec-WebSocket-Protocol" not in request
+
+
+def test_non_ascii_header_value_is_sent_as_utf8() -> None:
+    _, request = handshake(new_client(headers=[("x-name", "café")]))
+    assert (b"x-name", "café".encode()) in request.extra_headers
+
+
+def test_start_twice_is_a_usage_error() -> None:
+    client = new_client()
+    client.start()
+    with pytest.raises(UsageError, match="already called"):
+        client.start()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"target": "/caf\u00e9"},
+        {"target": "/a b"},
+        {"headers": [("bad name", "v")]},
+        {"headers": [("n\u00e4me", "v")]},
+        {"max_message_size": -1},
+    ],
+)
+def test_bad_construction_values_are_usage_errors(kwargs: dict[str, object]) -> None:
+    args: dict[str, object] = {"host": HOST, "target": "/"} | kwargs
+    with pytest.raises(UsageError):
+        WsprotoEngine(**args)  # type: ignore[arg-type]
+
+
+def test_accept_with_trailing_frames_in_the_same_read() -> None:
+    client = new_client()
+    server, _ = handshake(client)
+    data = server.send(AcceptConnection()) + server.send(TextMessage("hi")) + server.send(Ping())
+    assert client.receive(data) == [WsAccepted(None, ()), WsText("hi")]
+    assert to_server(server, client.data_to_send()) == [Pong(b"")]
+
+
+def test_accept_fed_byte_by_byte() -> None:
+    client = new_client()
+    server, _ = handshake(client)
+    events: list[WsEvent] = []
+    for byte in server.send(AcceptConnection(subprotocol=None)):
+        events += client.receive(bytes([byte]))
+    assert events == [WsAccepted(None, ())]
+
+
+def test_empty_read_during_handshake_is_not_eof() -> None:
+    client = new_client()
+    server, _ = handshake(client)
+    assert client.receive(b"") == []
+    assert client.receive(server.send(AcceptConnection())) == [WsAccepted(None, ())]
+    assert client.receive(b"") == []
+
+
+# ---- rejection
+
+
+def test_rejection_with_body() -> None:
+    client = new_client()
+    server, _ = handshake(client)
+    data = server.send(
+        RejectConnection(status_code=403, headers=[(b"content-type", b"text/plain")], has_body=True)
+    ) + server.send(RejectData(b"forbidden", body_finished=True))
+    (event,) = client.receive(data)
+    assert isinstance(event, WsRejected)
+    assert event.status_code == 403
+    assert ("content-type", "text/plain") in event.headers
+    assert event.body == b"forbidden"
+    assert_ended(client)
+
+
+def test_rejection_body_in_several_chunks() -> None:
+    client = new_client()
+    server, _ = handshake(client)
+    assert client.receive(server.send(RejectConnection(status_code=429, has_body=True))) == []
+    assert client.receive(server.send(RejectData(b"slow ", body_finished=False))) == []
+    assert client.receive(server.send(RejectData(b"down", body_finished=False))) == []
+    (event,) = client.receive(server.send(RejectData(b"", body_finished=True)))
+    assert isinstance(event, WsRejected)
+    assert (event.status_code, event.body) == (429, b"slow down")
+
+
+def test_rejection_without_body() -> None:
+    client = new_client()
+    server, _ = handshake(client)
+    (event,) = client.receive(server.send(RejectConnection(status_code=400)))
+    assert isinstance(event, WsRejected)
+    assert (event.status_code, event.body) == (400, b"")
+    assert ("content-length", "0") in event.headers
+
+
+def test_informational_answer_is_a_rejection() -> None:
+    client = new_client()
+    client.start()
+    assert client.receive(b"HTTP/1.1 100 Continue\r\nX-A: b\r\n\r\n") == [
+        WsRejected(100, (("x-a", "b"),), b"")
+    ]
+    assert_ended(client)
+
+
+def test_eof_during_rejection_gives_the_body_so_far() -> None:
+    client = new_client()
+    client.start()
+    response = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\npartial"
+    assert client.receive(response) == []
+    assert client.receive_eof() == [WsRejected(403, (("content-length", "100"),), b"partial")]
+    assert_ended(client)
+
+
+def test_broken_rejection_body_gives_the_body_so_far() -> None:
+    client = new_client()
+    client.start()
+    response = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n"
+    assert client.receive(response) == [
+        WsRejected(403, (("transfer-encoding", "chunked"),), b"abc")
+    ]
+    assert_ended(client)
+
+
+def test_rejection_body_is_capped() -> None:
+    client = new_client()
+    client.start()
+    size = MAX_REJECTION_BODY + 40_000
+    assert client.receive(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % size) == []
+    assert client.receive(b"a" * (MAX_REJECTION_BODY + 10)) == []
+    (event,) = client.receive(b"b" * 39_990)
+    assert isinstance(event, WsRejected)
+    assert event.body == b"a" * MAX_REJECTION_BODY
+
+
+# ---- handshake failures
+
+
+def test_garbage_instead_of_http_response() -> None:
+    client = new_client()
+    client.start()
+    (event,) = client.receive(b"garbage garbage\r\n\r\n")
+    assert isinstance(event, WsFailed)
+    assert event.code is None
+    assert event.detail.startswith("handshake failed: Bad HTTP message (")
+    assert_ended(client)
+    assert client.data_to_send() == b""
+
+
+def test_bad_accept_token() -> None:
+    client = new_client()
+    client.start()
+    response = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: nope\r\n\r\n"
+    )
+    assert client.receive(response) == [WsFailed("handshake failed: Bad accept token", None)]
+    assert_ended(client)
+
+
+def test_subprotocol_not_offered() -> None:
+    client = new_client(subprotocols=["phoenix"])
+    response = accept_headers(client.start(), b"Sec-WebSocket-Protocol: other")
+    (event,) = client.receive(response)
+    assert isinstance(event, WsFailed)
+    assert "unrecognized subprotocol other" in event.detail
+
+
+def test_non_ascii_subprotocol_header_fails_instead_of_raising() -> None:
+    client = new_client(subprotocols=["phoenix"])
+    response = accept_headers(client.start(), b"Sec-WebSocket-Protocol: ph\xe9nix")
+    (event,) = client.receive(response)
+    assert isinstance(event, WsFailed)
+    assert event.code is None
+    assert_ended(client)
+
+
+def test_hand_written_accept_with_subprotocol() -> None:
+    client = new_client(subprotocols=["phoenix", TOKEN_PROTOCOL])
+    response = accept_headers(client.start(), b"Sec-WebSocket-Protocol: phoenix")
+    assert client.receive(response) == [WsAccepted("phoenix", ())]
+
+
+def test_eof_before_handshake() -> None:
+    client = new_client()
+    client.start()
+    assert client.receive(b"HTTP/1.1 101 Switching") == []
+    assert client.receive_eof() == [WsFailed("connection closed during handshake", None)]
+    assert_ended(client)
+
+
+def test_send_before_open_returns_nothing() -> None:
+    client = new_client()
+    client.start()
+    assert client.send_text("hi") == b""
+    assert client.send_binary(b"hi") == b""
+    assert client.close() == b""
+    assert client.data_to_send() == b""
+
+
+# ---- messages
+
+
+def test_text_and_binary_both_ways() -> None:
+    client, server = open_pair()
+    data = server.send(TextMessage("héllo")) + server.send(BytesMessage(b"\x00\x01"))
+    assert client.receive(data) == [WsText("héllo"), WsBinary(b"\x00\x01")]
+    out = client.send_text("hi") + client.send_binary(b"\xff")
+    assert to_server(server, out) == [TextMessage("hi"), BytesMessage(b"\xff")]
+
+
+def test_many_messages_in_one_read() -> None:
+    client, server = open_pair()
+    data = b"".join(server.send(TextMessage(f"m{i}")) for i in range(100))
+    assert client.receive(data) == [WsText(f"m{i}") for i in range(100)]
+
+
+def test_empty_messages() -> None:
+    client, server = open_pair()
+    data = server.send(TextMessage("")) + server.send(BytesMessage(b""))
+    assert client.receive(data) == [WsText(""), WsBinary(b"")]
+
+
+def test_fragmented_text() -> None:
+    client, server = open_pair()
+    assert client.receive(server.send(TextMessage("hel", message_finished=False))) == []
+    assert client.receive(server.send(TextMessage("lo", message_finished=False))) == []
+    assert client.receive(server.send(TextMessage(" world"))) == [WsText("hello world")]
+    # The next message starts afresh.
+    assert client.receive(server.send(TextMessage("next"))) == [WsText("next")]
+
+
+def test_fragmented_binary() -> None:
+    client, server = open_pair()
+    data = server.send(BytesMessage(b"ab", message_finished=False)) + server.send(
+        BytesMessage(b"cd")
+    )
+    assert client.receive(data) == [WsBinary(b"abcd")]
+    assert client.receive(server.send(BytesMessage(b"ef"))) == [WsBinary(b"ef")]
+
+
+def test_multibyte_utf8_split_across_fragments() -> None:
+    client, _ = open_pair()
+    frames = [
+        frame(0x1, b"caf\xc3", fin=False),
+        frame(0x0, b"\xa9 \xe2", fin=False),
+        frame(0x0, b"\x82\xac"),
+    ]
+    events: list[WsEvent] = []
+    for f in frames:
+        events += client.receive(f)
+    assert events == [WsText("café €")]
+
+
+def test_one_frame_split_across_reads() -> None:
+    client, server = open_pair()
+    data = server.send(TextMessage("aé€"))
+    events: list[WsEvent] = []
+    for byte in data:
+        events += client.receive(bytes([byte]))
+    assert events == [WsText("aé€")]
+
+
+@given(
+    messages=st.lists(
+        st.one_of(st.text(max_size=20).map(WsText), st.binary(max_size=20).map(WsBinary)),
+        max_size=8,
+    ),
+    fragment_at=st.lists(st.integers(0, 20), max_size=8),
+    cuts=st.lists(st.integers(0, 400), max_size=10),
+)
+def test_any_fragmentation_and_read_split_gives_the_same_messages(
+    messages: list[WsText | WsBinary], fragment_at: list[int], cuts: list[int]
+) -> None:
+    client, server = open_pair()
+    stream = b""
+    for i, message in enumerate(messages):
+        at = fragment_at[i] if i < len(fragment_at) else 0
+        data = message.data
+        head, tail = data[:at], data[at:]
+        if isinstance(message, WsText):
+            assert isinstance(head, str) and isinstance(tail, str)
+            if at:
+                stream += server.send(TextMessage(head, message_finished=False))
+            stream += server.send(TextMessage(tail))
+        else:
+            assert isinstance(head, bytes) and isinstance(tail, bytes)
+            if at:
+                stream += server.send(BytesMessage(head, message_finished=False))
+            stream += server.send(BytesMessage(tail))
+    events: list[WsEvent] = []
+    start = 0
+    for cut in [*sorted(cuts), len(stream)]:
+        events += client.receive(stream[start:cut])
+        start = max(start, cut)
+    assert events == messages
+
+
+# ---- ping / pong
+
+
+def test_ping_is_answered_with_pong() -> None:
+    client, server = open_pair()
+    assert client.receive(server.send(Ping(b"beat"))) == []
+    assert to_server(server, client.data_to_send()) == [Pong(b"beat")]
+    assert client.data_to_send() == b""
+
+
+def test_pong_is_ignored() -> None:
+    client, server = open_pair()
+    assert client.receive(server.send(Pong(b"x"))) == []
+    assert client.data_to_send() == b""
+
+
+# ---- close
+
+
+def test_server_close_is_answered() -> None:
+    client, server = open_pair()
+    data = server.send(CloseConnection(code=4000, reason="bye"))
+    assert client.receive(data) == [WsClosed(4000, "bye")]
+    assert to_server(server, client.data_to_send()) == [CloseConnection(4000, "bye")]
+    assert server.state is ConnectionState.CLOSED
+    assert client.data_to_send() == b""
+    assert_ended(client)
+
+
+def test_server_close_without_code() -> None:
+    client, _ = open_pair()
+    (event,) = client.receive(frame(0x8, b""))
+    assert event == WsClosed(1005, "")
+    assert type(event.code) is int
+    reply = client.data_to_send()
+    # A masked close frame with no payload: header, mask bit + length 0, 4-byte mask.
+    assert reply[:2] == b"\x88\x80"
+    assert len(reply) == 6
+
+
+def test_frames_after_server_close_are_dropped() -> None:
+    client, _ = open_pair()
+    close = frame(0x8, struct.pack("!H", 1001))
+    assert client.receive(close + frame(0x1, b"late")) == [WsClosed(1001, "")]
+
+
+def test_client_close_handshake() -> None:
+    client, server = open_pair()
+    data = client.close(1000, "done")
+    assert not client.open
+    assert client.close() == b""
+    assert client.send_text("x") == b""
+    (event,) = to_server(server, data)
+    assert event == CloseConnection(1000, "done")
+    assert isinstance(event, CloseConnection)
+    assert client.receive(server.send(event.response())) == [WsClosed(1000, "done")]
+    assert client.data_to_send() == b""
+    assert_ended(client)
+
+
+def test_messages_and_pings_while_closing() -> None:
+    client, server = open_pair()
+    client.close()
+    # The server has not seen our close yet: its messages still arrive, its ping gets no pong
+    # (wsproto sends nothing but the close once it is sent).
+    data = server.send(TextMessage("still here")) + server.send(Ping(b"p"))
+    assert client.receive(data) == [WsText("still here")]
+    assert client.data_to_send() == b""
+
+
+def test_eof_while_closing() -> None:
+    client, _ = open_pair()
+    client.close()
+    assert client.receive_eof() == [WsClosed(None, "eof")]
+
+
+def test_close_reason_is_truncated() -> None:
+    client, server = open_pair()
+    (event,) = to_server(server, client.close(4001, "é" * 100))
+    assert isinstance(event, CloseConnection)
+    assert event.code == 4001
+    assert event.reason == "é" * 61
+
+
+@pytest.mark.parametrize("code", [0, 999, 5000, 70000])
+def test_close_code_out_of_range(code: int) -> None:
+    client, _ = open_pair()
+    with pytest.raises(UsageError, match="1000-4999"):
+        client.close(code)
+    assert client.open
+
+
+def test_eof_after_handshake() -> None:
+    client, server = open_pair()
+    # A message cut short by the EOF is dropped.
+    assert client.receive(server.send(TextMessage("par", message_finished=False))) == []
+    assert client.receive_eof() == [WsClosed(None, "eof")]
+    assert_ended(client)
+
+
+# ---- failures after the handshake
+
+
+def fail_check(
+    client: WsprotoEngine, server: WSConnection, data: bytes, code: int
+) -> Sequence[WsEvent]:
+    events = client.receive(data)
+    (event,) = events
+    assert isinstance(event, WsFailed)
+    assert event.code == code
+    (close,) = to_server(server, client.data_to_send())
+    assert isinstance(close, CloseConnection)
+    assert close.code == code
+    assert_ended(client)
+    return events
+
+
+def test_garbage_after_handshake() -> None:
+    client, server = open_pair()
+    fail_check(client, server, b"\xff\xff\xff\xff\xff\xff", 1002)
+
+
+def test_unexpected_continuation() -> None:
+    client, server = open_pair()
+    fail_check(client, server, frame(0x0, b"x"), 1002)
+
+
+def test_invalid_utf8() -> None:
+    client, server = open_pair()
+    (event,) = fail_check(client, server, frame(0x1, b"ok\xff"), 1007)
+    assert isinstance(event, WsFailed)
+    assert "utf-8" in event.detail
+
+
+def test_messages_before_garbage_are_delivered() -> None:
+    client, server = open_pair()
+    events = client.receive(server.send(TextMessage("good")) + b"\xff\xff")
+    assert events[0] == WsText("good")
+    assert isinstance(events[1], WsFailed)
+    assert len(events) == 2
+
+
+def test_garbage_while_closing_queues_nothing() -> None:
+    client, _ = open_pair()
+    client.close()
+    (event,) = client.receive(b"\xff\xff")
+    assert isinstance(event, WsFailed)
+    assert event.code == 1002
+    assert client.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "message",
+    [TextMessage("x" * 11), TextMessage("é" * 6), BytesMessage(b"x" * 11)],
+    ids=["ascii", "utf8", "binary"],
+)
+def test_message_over_the_limit_in_one_frame(message: Event) -> None:
+    client, server = open_pair(max_message_size=10)
+    (event,) = fail_check(client, server, server.send(message), 1009)
+    assert event == WsFailed("message too big", 1009)
+
+
+def test_messages_at_the_limit_pass() -> None:
+    client, server = open_pair(max_message_size=10)
+    data = (
+        server.send(TextMessage("x" * 10))
+        + server.send(TextMessage("é" * 5))
+        + server.send(BytesMessage(b"x" * 10))
+        + server.send(TextMessage("é" * 4, message_finished=False))
+        + server.send(TextMessage("ab"))
+    )
+    assert client.receive(data) == [
+        WsText("x" * 10),
+        WsText("é" * 5),
+        WsBinary(b"x" * 10),
+        WsText("é" * 4 + "ab"),
+    ]
+
+
+def test_fragmented_text_over_the_limit() -> None:
+    client, server = open_pair(max_message_size=10)
+    assert client.receive(server.send(TextMessage("é" * 3, message_finished=False))) == []
+    fail_check(client, server, server.send(TextMessage("é" * 3, message_finished=False)), 1009)
+
+
+def test_fragmented_binary_over_the_limit() -> None:
+    client, server = open_pair(max_message_size=10)
+    data = server.send(BytesMessage(b"x" * 6, message_finished=False)) + server.send(
+        BytesMessage(b"x" * 6)
+    )
+    fail_check(client, server, data, 1009)
+
+
+def test_limit_counts_a_big_frame_as_it_streams_in() -> None:
+    client, server = open_pair(max_message_size=1000)
+    data = server.send(BytesMessage(b"x" * 100_000))
+    # The frame header announces 100 kB; the failure comes as soon as the received part is over
+    # the limit, without waiting for the rest.
+    assert client.receive(data[:600]) == []
+    fail_check(client, server, data[600:1200], 1009)
+
+
+def test_too_big_while_closing_queues_nothing() -> None:
+    client, server = open_pair(max_message_size=10)
+    client.close()
+    assert client.receive(server.send(BytesMessage(b"x" * 11))) == [
+        WsFailed("message too big", 1009)
+    ]
+    assert client.data_to_send() == b""
+
+
+def test_no_limit() -> None:
+    client, server = open_pair(max_message_size=None)
+    big = "x" * 200_000
+    assert client.receive(server.send(TextMessage(big))) == [WsText(big)]
