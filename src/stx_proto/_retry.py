@@ -1,0 +1,69 @@
+"""Retry policies: when to reconnect the socket and when to rejoin a channel."""
+
+from __future__ import annotations
+
+from random import Random
+
+import attrs
+
+from ._errors import UsageError
+
+# WebSocket close codes with a meaning for reconnecting (RFC 6455 section 7.4.1, IANA registry).
+POLICY_VIOLATION = 1008
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise UsageError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, and when to stop.
+
+    The n-th consecutive attempt waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
+    seconds, times a factor drawn uniformly from [0.5, 1.0) when ``jitter`` is on (so that
+    many clients cut off together do not come back together). ``max_attempts`` None retries
+    forever. After a connection opens successfully the count starts again.
+
+    ``final_close_codes`` are server close codes after which the socket gives up at once
+    (1008 policy violation by default: retrying the same request cannot help).
+    ``max_refusals`` bounds consecutive refused handshakes (HTTP 4xx/5xx instead of 101), so
+    that a bad token is not retried forever; None retries them like any failure.
+    """
+
+    max_attempts: int | None = None
+    initial_backoff: float = attrs.field(default=0.5, validator=_positive)
+    max_backoff: float = attrs.field(default=30.0, validator=_positive)
+    multiplier: float = 2.0
+    jitter: bool = True
+    final_close_codes: frozenset[int] = frozenset({POLICY_VIOLATION})
+    max_refusals: int | None = 5
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 0:
+            raise UsageError(f"max_attempts must be >= 0 or None, got {self.max_attempts!r}")
+        if self.max_backoff < self.initial_backoff:
+            raise UsageError("max_backoff must be >= initial_backoff")
+        if self.multiplier < 1:
+            raise UsageError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        if self.max_refusals is not None and self.max_refusals < 1:
+            raise UsageError(f"max_refusals must be >= 1 or None, got {self.max_refusals!r}")
+
+    def delay(self, attempt: int, rng: Random) -> float:
+        """Seconds to wait before attempt number ``attempt`` (1 for the first retry)."""
+        # The exponent is capped so that a long outage cannot overflow the float.
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** min(attempt - 1, 64))
+        return base * rng.uniform(0.5, 1.0) if self.jitter else base
+
+    def exhausted(self, attempt: int) -> bool:
+        """True when attempt number ``attempt`` is beyond the limit."""
+        return self.max_attempts is not None and attempt > self.max_attempts
+
+
+#: How channels rejoin after a join error or a ``phx_error``: phoenix.js waits 1, 2, 5, then
+#: 10 s; this doubles from 1 s to 10 s with jitter, and never stops (the server said the topic
+#: exists; only ``phx_close`` or an "unmatched topic" reply ends a channel).
+DEFAULT_REJOIN_POLICY = RetryPolicy(initial_backoff=1.0, max_backoff=10.0, max_refusals=None)

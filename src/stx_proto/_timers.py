@@ -1,0 +1,67 @@
+"""A keyed timer queue: the core's only notion of time.
+
+Each key has at most one deadline. Re-arming a key replaces its deadline; cancelling forgets it.
+The heap keeps stale entries and skips them lazily, so arming, cancelling and finding the next
+deadline all stay O(log n) however many pushes are in flight.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class TimerQueue(Generic[K]):
+    """Deadlines (absolute floats on the caller's clock) keyed by ``K``."""
+
+    __slots__ = ("_deadlines", "_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._deadlines: dict[K, float] = {}
+        self._heap: list[tuple[float, int, K]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def set(self, key: K, deadline: float) -> None:
+        """Arm ``key`` for ``deadline``, replacing any deadline it had."""
+        self._deadlines[key] = deadline
+        self._seq += 1
+        heapq.heappush(self._heap, (deadline, self._seq, key))
+
+    def cancel(self, key: K) -> None:
+        """Forget ``key``'s deadline, if it has one."""
+        self._deadlines.pop(key, None)
+
+    def get(self, key: K) -> float | None:
+        """The deadline armed for ``key``, or None."""
+        return self._deadlines.get(key)
+
+    def next_deadline(self) -> float | None:
+        """The earliest live deadline, or None when nothing is armed."""
+        heap = self._heap
+        deadlines = self._deadlines
+        while heap:
+            deadline, _, key = heap[0]
+            if deadlines.get(key) == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> tuple[K, float] | None:
+        """Disarm the earliest key due at or before ``now``; return it with its deadline, or None."""
+        deadline = self.next_deadline()
+        if deadline is None or deadline > now:
+            return None
+        key = heapq.heappop(self._heap)[2]
+        del self._deadlines[key]
+        return key, deadline
+
+    def clear(self) -> None:
+        """Forget every deadline."""
+        self._deadlines.clear()
+        self._heap.clear()

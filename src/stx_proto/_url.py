@@ -1,0 +1,144 @@
+"""The endpoint URL and the WebSocket handshake request, built as phoenix.js builds them."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Union
+from urllib.parse import quote, urlsplit
+
+import attrs
+
+from ._errors import UsageError
+
+AUTH_TOKEN_PREFIX = "base64url.bearer.phx."
+
+#: A value, or a zero-argument callable evaluated at every connect.
+Params = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]], None]
+Token = Union[str, Callable[[], Union[str, None]], None]
+Headers = Union[
+    Mapping[str, str],
+    Iterable[tuple[str, str]],
+    Callable[[], Union[Mapping[str, str], Iterable[tuple[str, str]]]],
+    None,
+]
+
+_SCHEMES = {"ws": ("ws", 80), "http": ("ws", 80), "wss": ("wss", 443), "https": ("wss", 443)}
+# encodeURIComponent leaves these unescaped; quote() needs them spelled out.
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+
+
+@attrs.frozen(slots=True)
+class Endpoint:
+    """Where to connect: parsed once from the URL the user gave."""
+
+    scheme: str  # "ws" or "wss"
+    host: str
+    port: int
+    path: str  # ends with "/websocket"
+    query: str  # the URL's own query string, kept in front of params and vsn
+
+    @property
+    def tls(self) -> bool:
+        """True for ``wss``."""
+        return self.scheme == "wss"
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header: the port only when it is not the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        """Parse ``ws://``, ``wss://``, ``http://`` or ``https://`` URLs.
+
+        ``/websocket`` is appended to the path unless it is already there, so both the
+        phoenix.js form (``wss://host/socket``) and the full form (``.../socket/websocket``)
+        work. Raises UsageError for anything else.
+        """
+        try:
+            parts = urlsplit(url)
+            port_given = parts.port
+        except ValueError as exc:
+            raise UsageError(f"invalid URL: {exc}") from None
+        if parts.scheme.lower() not in _SCHEMES:
+            raise UsageError(f"URL scheme must be ws, wss, http or https, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise UsageError("URL has no host")
+        scheme, default_port = _SCHEMES[parts.scheme.lower()]
+        path = parts.path.rstrip("/")
+        if not path.endswith("/websocket"):
+            path += "/websocket"
+        return cls(scheme, parts.hostname, port_given or default_port, path, parts.query)
+
+    def target(self, params: Mapping[str, Any], vsn: str) -> str:
+        """The request target: path, the URL's query, the params, then ``vsn``."""
+        pieces = [self.query] if self.query else []
+        pieces.extend(_encode_query(params))
+        pieces.append(f"vsn={quote(vsn, safe=_URI_COMPONENT_SAFE)}")
+        return f"{self.path}?{'&'.join(pieces)}"
+
+    def url(self, target: str) -> str:
+        """The full URL for ``target``."""
+        return f"{self.scheme}://{self.host_header}{target}"
+
+
+def _encode_query(params: Mapping[str, Any], parent: str | None = None) -> list[str]:
+    # phoenix.js ajax.serialize: nested objects become parent[child]=value, values are
+    # encodeURIComponent'ed, keys in insertion order.
+    out: list[str] = []
+    for key, value in params.items():
+        name = f"{parent}[{key}]" if parent is not None else str(key)
+        if isinstance(value, Mapping):
+            out.extend(_encode_query(value, name))
+        else:
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            out.append(
+                f"{quote(name, safe=_URI_COMPONENT_SAFE)}={quote(text, safe=_URI_COMPONENT_SAFE)}"
+            )
+    return out
+
+
+def auth_subprotocols(token: str | None) -> tuple[str, ...]:
+    """The subprotocol pair that carries an auth token, as phoenix.js sends it.
+
+    Despite the "base64url" in the prefix, phoenix.js and the server use standard base64 with
+    the padding removed.
+    """
+    if token is None:
+        return ()
+    encoded = base64.b64encode(token.encode()).decode().rstrip("=")
+    return ("phoenix", AUTH_TOKEN_PREFIX + encoded)
+
+
+def resolve_params(params: Params) -> Mapping[str, Any]:
+    """Evaluate ``params`` (a mapping, a callable returning one, or None)."""
+    value = params() if callable(params) else params
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise UsageError(f"params must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def resolve_token(token: Token) -> str | None:
+    """Evaluate ``token`` (a string, a callable returning one or None, or None)."""
+    value = token() if callable(token) else token
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"auth token must be a str, got {type(value).__name__}")
+    return value
+
+
+def resolve_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
+    """Evaluate ``headers`` into (name, value) pairs."""
+    value = headers() if callable(headers) else headers
+    if value is None:
+        return ()
+    pairs = value.items() if isinstance(value, Mapping) else value
+    out = tuple((str(k), str(v)) for k, v in pairs)
+    for name, _ in out:
+        if name.lower() in {"host", "upgrade", "connection", "sec-websocket-key"}:
+            raise UsageError(f"header {name!r} is set by the WebSocket handshake itself")
+    return out
