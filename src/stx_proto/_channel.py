@@ -69,7 +69,7 @@ TRANSITIONS: dict[tuple[ChannelState, ChannelInput], ChannelState] = {
 del S, I
 
 
-class IllegalTransition(StxWsError):  # noqa: N818 - an internal invariant, not a user error
+class IllegalTransition(StxWsError):
     """The client tried a channel transition the table does not allow (a bug in stx_proto)."""
 
 
@@ -122,7 +122,9 @@ class Channel:
         try:
             self.state = TRANSITIONS[self.state, event]
         except KeyError:
-            raise IllegalTransition(f"{self.topic}: {event.value} in state {self.state.value}") from None
+            raise IllegalTransition(
+                f"{self.topic}: {event.value} in state {self.state.value}"
+            ) from None
         return self.state
 
     def __repr__(self) -> str:

@@ -87,7 +87,7 @@ class PushFailedError(StxWsError):
         self.reason = reason
 
 
-class PushTimeout(PushFailedError):  # noqa: N818 - the name users look for
+class PushTimeout(PushFailedError):
     """A push got no reply within its timeout."""
 
     def __init__(self, topic: str, event: str) -> None:

@@ -53,7 +53,7 @@ class TimerQueue(Generic[K]):
         return None
 
     def pop_due(self, now: float) -> tuple[K, float] | None:
-        """Disarm the earliest key due at or before ``now``; return it with its deadline, or None."""
+        """Disarm the earliest key due by ``now``; return it with its deadline, or None."""
         deadline = self.next_deadline()
         if deadline is None or deadline > now:
             return None

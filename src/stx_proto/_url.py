@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import attrs
@@ -14,14 +14,14 @@ from ._errors import UsageError
 AUTH_TOKEN_PREFIX = "base64url.bearer.phx."
 
 #: A value, or a zero-argument callable evaluated at every connect.
-Params = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]], None]
-Token = Union[str, Callable[[], Union[str, None]], None]
-Headers = Union[
-    Mapping[str, str],
-    Iterable[tuple[str, str]],
-    Callable[[], Union[Mapping[str, str], Iterable[tuple[str, str]]]],
-    None,
-]
+Params = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+Token = str | Callable[[], str | None] | None
+Headers = (
+    Mapping[str, str]
+    | Iterable[tuple[str, str]]
+    | Callable[[], Mapping[str, str] | Iterable[tuple[str, str]]]
+    | None
+)
 
 _SCHEMES = {"ws": ("ws", 80), "http": ("ws", 80), "wss": ("wss", 443), "https": ("wss", 443)}
 # encodeURIComponent leaves these unescaped; quote() needs them spelled out.
