@@ -1,0 +1,138 @@
+"""Throughput of the sans-IO core on realistic market updates.
+
+Pre-builds WebSocket frames carrying ~300-byte Phoenix market updates, feeds them to a
+connected ``stx_proto.Client`` in 64 KiB reads (as a socket would deliver them), and drains
+every event. Prints messages per second and microseconds per message for the standard-library
+and orjson codecs, next to a bare wsproto + json loop (the floor this layer is built on).
+
+    python benchmarks/core_throughput.py            # full run
+    python benchmarks/core_throughput.py --quick    # a smoke run (used by the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
+
+from stx_proto import Client, MessageReceived, SleepUntil
+from stx_proto.testing import Link, PhoenixServer
+
+TOPIC = "market_info"
+CHUNK = 64 * 1024
+
+
+def market_update(i: int) -> dict[str, object]:
+    """A market update shaped like STX's market_info payloads (~300 bytes on the wire)."""
+    return {
+        "market_id": f"6f1c2a9e-4b7d-4e21-9c3a-{i % 1000:012d}",
+        "status": "open",
+        "bids": [{"price": 4500 + i % 50, "quantity": 120}, {"price": 4450, "quantity": 300}],
+        "offers": [{"price": 4600 + i % 50, "quantity": 80}, {"price": 4650, "quantity": 210}],
+        "last_traded_price": 4550,
+        "volume_24h": 1_204_330 + i,
+        "updated_at": "2026-11-23T16:20:00.123456Z",
+    }
+
+
+def joined_client(codec: str, server: PhoenixServer) -> Link:
+    """A client on ``codec`` joined to TOPIC through ``server``, in memory."""
+    link = Link(Client("ws://bench/socket", json=codec, heartbeat_interval=None), server)
+    link.connect()
+    link.join(TOPIC)
+    link.take()
+    return link
+
+
+def build_frames(count: int) -> bytes:
+    """The bytes of ``count`` server pushes to TOPIC, framed for the first joined client."""
+    server = PhoenixServer()
+    server.route("*")
+    conn = joined_client("stdlib", server).connection
+    assert conn is not None
+    for i in range(count):
+        conn.push(TOPIC, "market_update", market_update(i))
+    return conn.data_to_send()
+
+
+def run_core(client: Client, data: bytes) -> int:
+    """Feed ``data`` in socket-sized reads; return the number of messages delivered."""
+    received = 0
+    receive, next_event = client.receive_data, client.next_event
+    for start in range(0, len(data), CHUNK):
+        receive(0.0, data[start : start + CHUNK])
+        while type(ev := next_event()) is not SleepUntil:
+            if type(ev) is MessageReceived:
+                received += 1
+    return received
+
+
+def run_bare(data: bytes) -> int:
+    """The floor: wsproto and json.loads with no Phoenix layer at all."""
+    ws = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(ws.send(Request(host="bench", target="/")))
+    next(server.events())
+    ws.receive_data(server.send(AcceptConnection()))
+    list(ws.events())
+    loads = json.loads
+    received = 0
+    parts: list[str] = []
+    for start in range(0, len(data), CHUNK):
+        ws.receive_data(data[start : start + CHUNK])
+        for ev in ws.events():
+            if type(ev) is TextMessage:
+                if not ev.message_finished:
+                    parts.append(ev.data)
+                    continue
+                loads("".join((*parts, ev.data)) if parts else ev.data)
+                parts.clear()
+                received += 1
+    return received
+
+
+def measure(label: str, fn: Callable[[], int], count: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        got = fn()
+        best = min(best, time.perf_counter() - start)
+        if got != count:
+            raise SystemExit(f"{label}: delivered {got} of {count} messages")
+    rate = count / best
+    print(f"{label:<28} {rate:>10,.0f} msg/s {best / count * 1e6:>8.2f} us/msg")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    args = parser.parse_args(argv)
+    count, repeat = (2_000, 1) if args.quick else (args.count, args.repeat)
+
+    frames = build_frames(count)
+    print(f"{count:,} messages, {len(frames) / count:.0f} bytes per WebSocket frame\n")
+    measure("bare wsproto + json", lambda: run_bare(frames), count, repeat)
+    for codec in ("stdlib", "orjson"):
+        measure(f"stx_proto ({codec})", _fresh(codec, frames), count, repeat)
+
+
+def _fresh(codec: str, frames: bytes) -> Callable[[], int]:
+    # The frames carry the join_ref of the client they were built for; a client set up the
+    # same way gets the same refs, so a fresh one per run accepts them as current.
+    def run() -> int:
+        server = PhoenixServer()
+        server.route("*")
+        return run_core(joined_client(codec, server).client, frames)
+
+    return run
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The examples in the docs run, so the docs cannot drift from the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def python_blocks(path: Path) -> list[str]:
+    """Every ```python block of a Markdown file."""
+    return _BLOCK.findall(path.read_text(encoding="utf-8"))
+
+
+CORE_BLOCKS = python_blocks(ROOT / "docs" / "core.md")
+
+
+def test_core_doc_has_examples() -> None:
+    assert len(CORE_BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(CORE_BLOCKS)))
+def test_core_doc_example_runs(index: int) -> None:
+    code = compile(CORE_BLOCKS[index], f"docs/core.md[block {index}]", "exec")
+    exec(code, {"__name__": f"docs_core_{index}"})
+
+
+README_BLOCKS = python_blocks(ROOT / "README.md")
+
+
+@pytest.mark.parametrize("index", range(len(README_BLOCKS)))
+def test_readme_example_runs(index: int) -> None:
+    code = compile(README_BLOCKS[index], f"README.md[block {index}]", "exec")
+    exec(code, {"__name__": f"readme_{index}"})
