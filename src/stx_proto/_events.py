@@ -151,6 +151,19 @@ class Disconnected:
     detail: str = ""
     retry_at: float | None = None
 
+    def describe(self, now: float | None = None) -> str:
+        """One line for a person: what ended, and when the next attempt is (given ``now``)."""
+        text = self.reason.value.replace("_", " ")
+        if self.code is not None:
+            text += f" (close code {self.code})"
+        if self.detail:
+            text += f": {self.detail}"
+        if self.retry_at is None:
+            return text
+        if now is None:
+            return f"{text}; reconnecting"
+        return f"{text}; reconnecting in {max(0.0, self.retry_at - now):.1f} s"
+
 
 @attrs.frozen(slots=True)
 class GaveUp:
