@@ -1,1 +1,69 @@
-"""stx_anyio."""
+"""stx_anyio: a Phoenix Channels client for asyncio and trio (through anyio).
+
+A thin driver around the sans-IO core :mod:`stx_proto`: one socket, many channels, with
+heartbeat, reconnect, rejoin and clean close done for you::
+
+    from stx_anyio import Socket
+
+    async with Socket("wss://example.com/socket", params={"token": token}) as sock:
+        ch = await sock.join("room:lobby", on_message=print)
+        reply = await ch.push("new_msg", {"body": "hi"})
+
+Every exception raised derives from :class:`StxWsError`.
+"""
+
+from __future__ import annotations
+
+from stx_proto import (
+    ChannelCloseReason,
+    ChannelMessage,
+    ClientClosedError,
+    ConnectionClosedError,
+    Disconnected,
+    DisconnectReason,
+    GaveUpError,
+    HandshakeRefusedError,
+    JoinError,
+    ProtocolError,
+    PushError,
+    PushFailedError,
+    PushFailure,
+    PushTimeout,
+    RetryPolicy,
+    StxWsError,
+    UsageError,
+)
+
+from ._channel import Channel, Handler
+from ._dispatch import Dispatch
+from ._queue import Overflow, QueueOverflowError
+from ._router import SocketStats
+from ._socket import Socket, run
+
+__all__ = [
+    "Channel",
+    "ChannelCloseReason",
+    "ChannelMessage",
+    "ClientClosedError",
+    "ConnectionClosedError",
+    "DisconnectReason",
+    "Disconnected",
+    "Dispatch",
+    "GaveUpError",
+    "Handler",
+    "HandshakeRefusedError",
+    "JoinError",
+    "Overflow",
+    "ProtocolError",
+    "PushError",
+    "PushFailedError",
+    "PushFailure",
+    "PushTimeout",
+    "QueueOverflowError",
+    "RetryPolicy",
+    "Socket",
+    "SocketStats",
+    "StxWsError",
+    "UsageError",
+    "run",
+]
