@@ -29,15 +29,16 @@ from stx_proto import (
     PushFailedError,
     PushFailure,
     PushTimeout,
+    QueueOverflowError,
     RetryPolicy,
     StxWsError,
     UsageError,
 )
+from stx_proto._bounded import Overflow
+from stx_proto._router import SocketStats
 
 from ._channel import Channel, Handler
 from ._dispatch import Dispatch
-from ._queue import Overflow, QueueOverflowError
-from ._router import SocketStats
 from ._socket import Socket, run
 
 __all__ = [

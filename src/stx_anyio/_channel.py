@@ -12,13 +12,14 @@ from stx_proto import (
     ChannelMessage,
     ChannelState,
     ConnectionClosedError,
+    QueueOverflowError,
     StxWsError,
     UsageError,
 )
+from stx_proto._bounded import BoundedQueue
+from stx_proto._router import ChannelRecord, Pending
 
 from ._dispatch import MessageQueue
-from ._queue import BoundedQueue, QueueOverflowError
-from ._router import ChannelRecord, Pending
 
 if TYPE_CHECKING:
     from ._socket import Socket

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from stx_proto import ChannelMessage, StxWsError
-
-from ._queue import BoundedQueue, Overflow
+from stx_proto._bounded import BoundedQueue, Overflow
 
 if TYPE_CHECKING:
     from ._channel import Channel

@@ -67,11 +67,11 @@ from stx_proto import (
     StxWsError,
     UsageError,
 )
+from stx_proto._bounded import Overflow, check_queue_options
+from stx_proto._router import Pending, Router, SocketStats
 
 from ._channel import Channel, Handler
 from ._dispatch import DISPATCH_MODES, Dispatch, Dispatcher, ErrorHandler, Signal
-from ._queue import Overflow, check_queue_options
-from ._router import Pending, Router, SocketStats
 
 logger = logging.getLogger("stx_anyio")
 

@@ -19,6 +19,7 @@ from ._errors import (
     PushError,
     PushFailedError,
     PushTimeout,
+    QueueOverflowError,
     StxWsError,
     UsageError,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "PushFailedError",
     "PushFailure",
     "PushTimeout",
+    "QueueOverflowError",
     "ReplyReceived",
     "RetryPolicy",
     "SendBytes",

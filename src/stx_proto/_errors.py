@@ -92,3 +92,16 @@ class PushTimeout(PushFailedError):
 
     def __init__(self, topic: str, event: str) -> None:
         super().__init__(topic, event, "timeout")
+
+
+class QueueOverflowError(StxWsError):
+    """A message queue was full under ``overflow="error"``: the channel was left.
+
+    ``topic`` is the channel that failed; ``queue`` names the queue that overflowed.
+    """
+
+    def __init__(self, topic: str, queue: str, size: int) -> None:
+        super().__init__(f"{queue} queue full ({size} messages) for {topic!r}: channel left")
+        self.topic = topic
+        self.queue = queue
+        self.size = size

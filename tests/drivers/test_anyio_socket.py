@@ -38,7 +38,6 @@ from stx_anyio import (
     UsageError,
     run,
 )
-from stx_anyio._router import Pending, Router
 from stx_anyio.testing import TestServer
 from stx_proto import (
     ChannelClosed,
@@ -50,6 +49,7 @@ from stx_proto import (
     PushFailure,
     ReplyReceived,
 )
+from stx_proto._router import Pending, Router
 
 pytestmark = pytest.mark.anyio
 
@@ -938,7 +938,7 @@ def _router() -> tuple[Router[str], list[str]]:
 
 def test_router_resolves_and_maps_errors() -> None:
     router, woken = _router()
-    from stx_anyio._router import ChannelRecord
+    from stx_proto._router import ChannelRecord
 
     join = Pending(lambda: woken.append("join"))
     record: ChannelRecord[str] = ChannelRecord("t", "owner", join)
@@ -972,7 +972,7 @@ def test_router_resolves_and_maps_errors() -> None:
 
 def test_router_socket_closed_and_gave_up() -> None:
     router, _ = _router()
-    from stx_anyio._router import ChannelRecord
+    from stx_proto._router import ChannelRecord
 
     joining = Pending(lambda: None)
     router.add_channel(ChannelRecord("a", "owner", joining))
@@ -998,7 +998,7 @@ def test_router_socket_closed_and_gave_up() -> None:
 
 def test_router_abort_fails_every_waiter() -> None:
     router, _ = _router()
-    from stx_anyio._router import ChannelRecord
+    from stx_proto._router import ChannelRecord
 
     join, leave, push, close = (Pending(lambda: None) for _ in range(4))
     record: ChannelRecord[str] = ChannelRecord("a", "owner", join)

@@ -1,4 +1,4 @@
-"""A bounded FIFO with an overflow policy: pure bookkeeping, no I/O and no event loop.
+"""A bounded FIFO with an overflow policy: pure bookkeeping shared by the drivers, no I/O.
 
 Every queue between the connection and user code (the dispatcher's, ``sock.messages()``, a
 channel's ``async for``) is one of these. A full queue applies its policy, counts the loss in
@@ -13,27 +13,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
-from stx_proto import StxWsError, UsageError
+from ._errors import UsageError
 
-logger = logging.getLogger("stx_anyio")
+logger = logging.getLogger("stx_ws")
 
 T = TypeVar("T")
 
 Overflow = Literal["drop_oldest", "drop_newest", "error"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("drop_oldest", "drop_newest", "error")
-
-
-class QueueOverflowError(StxWsError):
-    """A message queue was full under ``overflow="error"``: the channel was left.
-
-    ``topic`` is the channel that failed; ``queue`` names the queue that overflowed.
-    """
-
-    def __init__(self, topic: str, queue: str, size: int) -> None:
-        super().__init__(f"{queue} queue full ({size} messages) for {topic!r}: channel left")
-        self.topic = topic
-        self.queue = queue
-        self.size = size
 
 
 def check_queue_options(queue_size: int, overflow: str) -> Overflow:

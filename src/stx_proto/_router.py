@@ -23,28 +23,30 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from stx_proto import (
+from ._client import CoreStats
+from ._errors import (
+    ConnectionClosedError,
+    GaveUpError,
+    HandshakeRefusedError,
+    JoinError,
+    PushError,
+    PushFailedError,
+    PushTimeout,
+    StxWsError,
+)
+from ._events import (
     ChannelClosed,
     ChannelCloseReason,
     Closed,
     Connected,
-    ConnectionClosedError,
-    CoreStats,
     Event,
     GaveUp,
-    GaveUpError,
     HandshakeRefused,
-    HandshakeRefusedError,
     Joined,
-    JoinError,
     JoinFailed,
-    PushError,
     PushFailed,
-    PushFailedError,
     PushFailure,
-    PushTimeout,
     ReplyReceived,
-    StxWsError,
 )
 
 C = TypeVar("C")
