@@ -17,6 +17,7 @@ from __future__ import annotations
 from stx_proto import (
     ChannelCloseReason,
     ChannelMessage,
+    Channels,
     ClientClosedError,
     ConnectionClosedError,
     Disconnected,
@@ -40,11 +41,13 @@ from stx_proto._router import SocketStats
 from ._channel import Channel, Handler
 from ._dispatch import Dispatch
 from ._socket import Socket, run
+from ._stx import STXWebSocket
 
 __all__ = [
     "Channel",
     "ChannelCloseReason",
     "ChannelMessage",
+    "Channels",
     "ClientClosedError",
     "ConnectionClosedError",
     "DisconnectReason",
@@ -62,6 +65,7 @@ __all__ = [
     "PushTimeout",
     "QueueOverflowError",
     "RetryPolicy",
+    "STXWebSocket",
     "Socket",
     "SocketStats",
     "StxWsError",

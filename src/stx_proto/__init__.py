@@ -54,7 +54,7 @@ from ._events import (
 from ._message import ChannelMessage
 from ._presence import Presence, PresenceUpdate, list_presences, sync_diff, sync_state
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
-from ._stx import STX_HOSTS, Channels, stx_topic, stx_url
+from ._stx import STX_HOSTS, Channels, StxToken, stx_settings, stx_topic, stx_url
 
 __all__ = [
     "DEFAULT_REJOIN_POLICY",
@@ -108,9 +108,11 @@ __all__ = [
     "SleepUntil",
     "SocketState",
     "StdlibJsonCodec",
+    "StxToken",
     "StxWsError",
     "UsageError",
     "list_presences",
+    "stx_settings",
     "stx_topic",
     "stx_url",
     "sync_diff",

@@ -9,9 +9,14 @@ that a refreshed JWT is used at every reconnect.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from ._errors import UsageError
+
+#: A JWT, or a sync or async callable returning one (called at every connect).
+StxToken = str | Callable[[], str | Awaitable[str]]
 
 #: (region, env) -> host.
 STX_HOSTS: Mapping[tuple[str, str], str] = {
@@ -72,3 +77,50 @@ def stx_topic(channel: Channels | str, user_uid: str | None = None) -> str:
         return Channels(channel).topic(user_uid)
     except ValueError:
         return channel  # a raw topic such as "market_info:123" passes through
+
+
+def stx_settings(
+    region: str = "ontario",
+    env: str = "staging",
+    *,
+    url: str | None = None,
+    token: StxToken | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, Mapping[str, Any] | Callable[[], Any]]:
+    """The URL and query params of an STX socket.
+
+    The URL is ``url``, else ``$STX_WS_URL``, else the host table's for ``region``/``env``.
+    The token is ``token``, else ``$STX_TOKEN``. A callable token (sync or async) is called
+    at every connect, so a refreshed JWT is used after a reconnect; the params are then a
+    callable too, returning ``{"token": jwt}`` (or an awaitable of it, which the drivers
+    await). Raises UsageError when there is no token or the region/env pair is unknown.
+    """
+    environ = environ if environ is not None else {}
+    url = url or environ.get("STX_WS_URL") or stx_url(region, env)
+    if token is None:
+        token = environ.get("STX_TOKEN") or None
+    if token is None:
+        raise UsageError("STX needs a JWT: pass token= (a str or a callable) or set STX_TOKEN")
+    if isinstance(token, str):
+        return url, {"token": token}
+    if not callable(token):
+        raise UsageError(f"token must be a str or a callable, got {type(token).__name__}")
+    source = token
+
+    def params() -> Any:
+        value = source()
+        if inspect.isawaitable(value):
+            return _awaited(value)
+        return {"token": _checked(value)}
+
+    return url, params
+
+
+async def _awaited(value: Awaitable[Any]) -> dict[str, str]:
+    return {"token": _checked(await value)}
+
+
+def _checked(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"the token callable must return a non-empty str, got {value!r}")
+    return value

@@ -62,3 +62,41 @@ def test_stx_topic_accepts_members_values_and_raw_topics() -> None:
     assert stx_topic("portfolio", "u") == "portfolio:u"
     assert stx_topic("market_info") == "market_info"
     assert stx_topic("market_info:123") == "market_info:123"
+
+
+def test_settings_from_arguments_environment_and_table() -> None:
+    from stx_proto import stx_settings
+
+    url, params = stx_settings("us", "demo", token="jwt")
+    assert (url, params) == ("wss://demo.stxapp.io/socket/websocket", {"token": "jwt"})
+    env = {"STX_WS_URL": "ws://127.0.0.1:9/socket", "STX_TOKEN": "from-env"}
+    assert stx_settings(environ=env) == ("ws://127.0.0.1:9/socket", {"token": "from-env"})
+    assert stx_settings(url="ws://x/socket", token="t", environ=env)[0] == "ws://x/socket"
+    with pytest.raises(UsageError, match="STX_TOKEN"):
+        stx_settings(environ={"STX_TOKEN": ""})
+    with pytest.raises(UsageError, match="str or a callable"):
+        stx_settings(token=42)  # type: ignore[arg-type]
+
+
+def test_callable_tokens_are_called_at_every_connect() -> None:
+    import asyncio
+
+    from stx_proto import stx_settings
+
+    tokens = iter(["one", "two"])
+    _, params = stx_settings(token=lambda: next(tokens))
+    assert callable(params)
+    assert params() == {"token": "one"}
+    assert params() == {"token": "two"}
+
+    async def refresh() -> str:
+        return "fresh"
+
+    _, aparams = stx_settings(token=refresh)
+    assert callable(aparams)
+    assert asyncio.run(aparams()) == {"token": "fresh"}
+
+    _, bad = stx_settings(token=lambda: "")
+    assert callable(bad)
+    with pytest.raises(UsageError, match="non-empty str"):
+        bad()
