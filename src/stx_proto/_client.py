@@ -579,8 +579,12 @@ class Client:
         """Close for good: ``phx_leave`` for each joined channel, then a WebSocket close.
 
         Every channel closes (SOCKET_CLOSED) and every unresolved push fails (SOCKET_CLOSED).
-        Next: pull events until :class:`Closed`. Calling it again is a no-op.
+        Next: pull events until :class:`Closed`. Calling it again is a no-op. Raises
+        UsageError, before anything changes, if ``code`` is outside 1000-4999.
         """
+        if not 1000 <= code <= 4999:
+            # Checked first: the engine would refuse it only after the channels were closed.
+            raise UsageError(f"close code must be in 1000-4999, got {code}")
         state = self._state
         if state is SocketState.CLOSED or state is SocketState.CLOSING:
             return

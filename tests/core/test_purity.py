@@ -1,0 +1,131 @@
+"""stx_proto is sans-IO: no module of it imports an event loop, a socket, TLS or a clock.
+
+Two checks. A fresh interpreter imports every stx_proto module (stx_proto.testing included);
+then none of the forbidden modules may be loaded (``time`` aside: the interpreter loads it
+itself), and no stx_proto module may hold a forbidden module or anything defined in one. And no
+import statement in any file of src/stx_proto names one of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import stx_proto
+
+FORBIDDEN = ("asyncio", "trio", "anyio", "socket", "ssl", "time")
+SRC = Path(stx_proto.__file__).parent
+
+
+def _all_module_names() -> list[str]:
+    names = ["stx_proto"]
+    for info in pkgutil.walk_packages([str(SRC)], prefix="stx_proto."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def test_every_module_is_found() -> None:
+    names = _all_module_names()
+    assert "stx_proto._client" in names
+    assert "stx_proto.testing" in names
+    assert "stx_proto.testing._link" in names
+    assert len(names) == len(list(SRC.rglob("*.py")))
+
+
+# CPython loads ``time`` itself at startup (zipimport), and attrs loads it through threading, so
+# sys.modules cannot show whether stx_proto imported it; for ``time`` the probe looks at what the
+# stx_proto modules hold instead (and the static check below at every import statement).
+_PROBE = """
+import importlib, json, sys, types
+forbidden = set(FORBIDDEN)
+modules = [importlib.import_module(name) for name in NAMES]
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in forbidden - {"time"})
+held = sorted(
+    f"{mod.__name__}.{attr}"
+    for mod in modules
+    for attr, value in vars(mod).items()
+    if (value.__name__ if isinstance(value, types.ModuleType) else
+        getattr(value, "__module__", None) or "").split(".")[0] in forbidden
+)
+print(json.dumps({"loaded": loaded, "held": held}))
+"""
+
+
+def _probe(prelude: str = "") -> dict[str, list[str]]:
+    script = f"FORBIDDEN = {FORBIDDEN!r}\nNAMES = {_all_module_names()!r}\n{prelude}\n{_PROBE}"
+    # -I: a fresh, isolated interpreter (no user site, no PYTHON* variables).
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True
+    )
+    found: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_importing_every_stx_proto_module_loads_no_io_module() -> None:
+    assert _probe() == {"loaded": [], "held": []}
+
+
+def test_the_probe_is_not_blind() -> None:
+    # The same probe, with an I/O import planted in one stx_proto module first.
+    planted = _probe(
+        "import asyncio, time, stx_proto._timers as t\n"
+        "t.sleep = asyncio.sleep\nt.clock = time\nt.now = time.monotonic"
+    )
+    assert planted["loaded"] and "asyncio" in planted["loaded"]
+    assert planted["held"] == [
+        "stx_proto._timers.clock",
+        "stx_proto._timers.now",
+        "stx_proto._timers.sleep",
+    ]
+
+
+def _imported_roots(tree: ast.AST) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, (ast.Name, ast.Attribute))
+            and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr)
+            in ("__import__", "import_module")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            roots.add(node.args[0].value.split(".")[0])
+    return roots
+
+
+def test_no_source_file_imports_an_io_module() -> None:
+    files = sorted(SRC.rglob("*.py"))
+    assert len(files) >= 15
+    offenders = {}
+    for path in files:
+        roots = _imported_roots(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        bad = sorted(roots & set(FORBIDDEN))
+        if bad:
+            offenders[str(path.relative_to(SRC))] = bad
+    assert offenders == {}
+
+
+def test_the_static_check_finds_each_kind_of_import() -> None:
+    source = """
+import time
+import os.path, ssl as tls
+from socket import socket
+from asyncio.events import get_event_loop
+from . import trio
+from .anyio import x
+importlib.import_module("anyio")
+__import__("trio.lowlevel")
+"""
+    roots = _imported_roots(ast.parse(source))
+    assert roots & set(FORBIDDEN) == {"time", "ssl", "socket", "asyncio", "anyio", "trio"}
+    assert "os" in roots
