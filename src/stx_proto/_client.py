@@ -267,6 +267,7 @@ class Client:
         self._ref = 0
         self._attempts = 0  # consecutive failed connection attempts
         self._refusals = 0  # consecutive refused handshakes
+        self._close_code: int | None = None  # the code close() sent
         self._channels: dict[str, Channel] = {}
         self._pushes: dict[str, Push] = {}  # every unresolved push, by ref
         self._timers: TimerQueue[tuple[str, ...]] = TimerQueue()
@@ -597,6 +598,7 @@ class Client:
         self._stop_connection_timers()
         if state is SocketState.OPEN and self._engine is not None:
             self._socket(SocketInput.CLOSE)
+            self._close_code = code
             self._wbuf += self._engine.close(code, reason)
             self._timers.set(_CLOSE, now + self._close_timeout)
             return
@@ -821,7 +823,7 @@ class Client:
     def _finish_close(self) -> None:
         self._timers.clear()
         self._socket(SocketInput.CLOSED)
-        self._emit(Disconnected(DisconnectReason.CLIENT_CLOSED))
+        self._emit(Disconnected(DisconnectReason.CLIENT_CLOSED, self._close_code))
         self._emit(Closed())
 
     def _heartbeat_due(self, now: float, deadline: float) -> None:
@@ -882,7 +884,7 @@ class Client:
             self._emit(MessageReceived(msg))
             presence = ch.presence
             if presence is not None:
-                update = presence.handle(event, msg.payload, ch.join_ref)
+                update = presence.handle(event, msg.payload, ch.join_ref, notify=False)
                 if update is not None:
                     self._emit(
                         PresenceChanged(

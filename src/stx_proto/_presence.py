@@ -355,7 +355,7 @@ class Presence:
         self._on_sync = callback
 
     def handle(
-        self, event: str, payload: Any, channel_join_ref: str | None
+        self, event: str, payload: Any, channel_join_ref: str | None, *, notify: bool = True
     ) -> PresenceUpdate | None:
         """Handle one channel message; return None when ``event`` is not a presence event.
 
@@ -369,6 +369,9 @@ class Presence:
         see the state after the whole event (phoenix.js shows them the state before it). An
         exception from a callback propagates; the tracker is consistent and the remaining
         callbacks of this event are not called.
+        With ``notify=False`` no callback is called (the
+        client core uses that: it reports changes as events and never runs user code while
+        it is handling bytes).
         """
         if event == self.state_event:
             if not isinstance(payload, dict):
@@ -398,6 +401,8 @@ class Presence:
             self._state = state
         else:
             return None
+        if not notify:
+            return PresenceUpdate(tuple(joins), tuple(leaves), synced=True)
         # Read once, as phoenix.js does: a callback replaced mid-event applies from the next.
         on_join, on_leave, on_sync = self._on_join, self._on_leave, self._on_sync
         for step_joins, step_leaves in steps:

@@ -979,6 +979,26 @@ def test_presence_through_the_client(make_link: MakeLink) -> None:
     assert [type(e) for e in link.take()] == [MessageReceived]
 
 
+def test_the_core_never_runs_presence_callbacks(make_link: MakeLink) -> None:
+    # A user's callback must not run (or raise) inside receive_data: the core reports
+    # PresenceChanged events and the driver calls the user.
+    link = connected(make_link)
+    presence = Presence()
+
+    def explode(*_: object) -> None:
+        raise RuntimeError("user callback")
+
+    presence.on_join(explode)
+    presence.on_sync(explode)
+    link.join("room", presence=presence)
+    link.server.presence_state("room", {"alice": {"metas": [{"phx_ref": "a1"}]}})
+    link.server.push("room", "after", {})
+    link.pump()
+    kinds = [type(e) for e in link.take()]
+    assert kinds == [Joined, MessageReceived, PresenceChanged, MessageReceived]
+    assert list(presence.state) == ["alice"]
+
+
 def test_presence_after_a_rejoin_waits_for_the_new_state(make_link: MakeLink) -> None:
     link = connected(make_link)
     mine = Presence()

@@ -876,7 +876,7 @@ def test_clean_close_leaves_every_channel_then_closes_1000(make_link: MakeLink) 
         PushFailed("a", in_flight, PushFailure.SOCKET_CLOSED, True),
         ChannelClosed("a", ChannelCloseReason.SOCKET_CLOSED),
         ChannelClosed("b", ChannelCloseReason.SOCKET_CLOSED),
-        Disconnected(DisconnectReason.CLIENT_CLOSED),
+        Disconnected(DisconnectReason.CLIENT_CLOSED, 1000),
         Closed(),
     ]
     assert state(link.client) is SocketState.CLOSED
@@ -930,7 +930,7 @@ def test_close_times_out_when_the_server_never_answers() -> None:
     client.handle_timer(7.0)
     assert drain(client) == [
         CloseTransport(),
-        Disconnected(DisconnectReason.CLIENT_CLOSED),
+        Disconnected(DisconnectReason.CLIENT_CLOSED, 1000),
         Closed(),
     ]
     assert state(client) is SocketState.CLOSED
@@ -945,7 +945,7 @@ def test_close_while_closing_then_eof(make_link: MakeLink) -> None:
     client.transport_closed(1.5)  # the stream just ends
     assert drain(client) == [
         CloseTransport(),
-        Disconnected(DisconnectReason.CLIENT_CLOSED),
+        Disconnected(DisconnectReason.CLIENT_CLOSED, 1000),
         Closed(),
     ]
 
@@ -957,7 +957,7 @@ def test_close_while_closing_then_transport_error(make_link: MakeLink) -> None:
     client.close(1.0)
     drain(client)
     client.transport_closed(1.5, "reset")
-    assert drain(client) == [Disconnected(DisconnectReason.CLIENT_CLOSED), Closed()]
+    assert drain(client) == [Disconnected(DisconnectReason.CLIENT_CLOSED, 1000), Closed()]
 
 
 def test_broken_stream_while_closing_finishes_the_close(make_link: MakeLink) -> None:
@@ -970,7 +970,7 @@ def test_broken_stream_while_closing_finishes_the_close(make_link: MakeLink) -> 
     out = drain(client)
     assert out[-3:] == [
         CloseTransport(),
-        Disconnected(DisconnectReason.CLIENT_CLOSED),
+        Disconnected(DisconnectReason.CLIENT_CLOSED, 1000),
         Closed(),
     ]
     assert state(client) is SocketState.CLOSED
@@ -1233,7 +1233,7 @@ def test_engine_with_a_silent_eof_while_closing(make_link: MakeLink) -> None:
     client.close(1.0)
     drain(client)
     client.transport_closed(1.5)
-    assert drain(client) == [Disconnected(DisconnectReason.CLIENT_CLOSED), Closed()]
+    assert drain(client) == [Disconnected(DisconnectReason.CLIENT_CLOSED, 1000), Closed()]
 
 
 def test_engine_factory_refusing_the_request_is_a_failed_attempt(make_link: MakeLink) -> None:
