@@ -36,9 +36,9 @@ from stx_proto import (
     UsageError,
 )
 from stx_proto._bounded import Overflow
+from stx_proto._driver_channel import Channel, Handler
 from stx_proto._router import SocketStats
 
-from ._channel import Channel, Handler
 from ._dispatch import Dispatch
 from ._socket import Socket, run
 from ._stx import STXWebSocket

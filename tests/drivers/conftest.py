@@ -1,4 +1,8 @@
-"""Shared fixtures of the driver tests: both anyio backends, and a trustme certificate."""
+"""Shared fixtures of the driver tests: both anyio backends, and a trustme certificate.
+
+``test_socket_shared.py`` overrides ``anyio_backend`` with its ``impl`` fixture (each driver on
+its event loops); the other driver tests run once per anyio backend.
+"""
 
 from __future__ import annotations
 

@@ -1,28 +1,24 @@
-"""One joined topic, as the user holds it: push, handlers, ``async for``, leave."""
+"""One joined topic, as the user holds it: push, handlers, ``async for``, leave.
+
+The whole of a driver's ``Channel``: it awaits only events of its socket's runtime, so both
+drivers export this very class.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-
-from stx_proto import (
-    ChannelCloseReason,
-    ChannelMessage,
-    ChannelState,
-    ConnectionClosedError,
-    QueueOverflowError,
-    StxWsError,
-    UsageError,
-)
-from stx_proto._bounded import BoundedQueue
-from stx_proto._router import ChannelRecord, Pending
-
-from ._dispatch import MessageQueue
+from ._bounded import BoundedQueue
+from ._channel import ChannelState
+from ._driver_support import MessageQueue
+from ._errors import ConnectionClosedError, QueueOverflowError, StxWsError, UsageError
+from ._events import ChannelCloseReason
+from ._message import ChannelMessage
+from ._router import ChannelRecord, Pending
 
 if TYPE_CHECKING:
-    from ._socket import Socket
+    from ._driver_socket import SocketBase
 
 #: A message handler: ``handler(msg)``, sync or async.
 Handler = Callable[[ChannelMessage], object]
@@ -30,7 +26,7 @@ H = TypeVar("H", bound=Handler)
 
 
 class Channel:
-    """A channel joined with :meth:`Socket.join`.
+    """A channel joined with ``Socket.join``.
 
     Messages reach the user through ``on_message`` (given to ``join``), through handlers
     added with :meth:`on`, or by iterating the channel (``async for msg in ch``). A channel
@@ -49,7 +45,7 @@ class Channel:
     __slots__ = ("__weakref__", "_buffer", "_handlers", "_on_message", "_rec", "_socket")
 
     def __init__(
-        self, socket: Socket, topic: str, on_message: Handler | None, buffer: bool
+        self, socket: SocketBase[Any], topic: str, on_message: Handler | None, buffer: bool
     ) -> None:
         self._socket = socket
         self._on_message = on_message
@@ -57,7 +53,7 @@ class Channel:
         self._buffer: MessageQueue | None = (
             socket._dispatcher.new_queue(f"channel {topic!r}") if buffer else None
         )
-        self._rec: ChannelRecord[Channel] = ChannelRecord(topic, self, None)
+        self._rec: ChannelRecord[Any] = ChannelRecord(topic, self, None)
 
     # ------------------------------------------------------------------------------------
     # State
@@ -180,10 +176,11 @@ class Channel:
                 payload cannot be encoded.
         """
         sock = self._socket
-        rec = self._rec
         self._check_open("push to")
-        ref = sock._client.push(anyio.current_time(), rec.topic, event, payload, timeout=timeout)
-        done = anyio.Event()
+        ref = sock._client.push(
+            sock._runtime.now(), self._rec.topic, event, payload, timeout=timeout
+        )
+        done = sock._runtime.event()
         waiter = Pending(done.set)
         sock._router.add_push(ref, event, waiter)
         sock._wake()
@@ -203,8 +200,8 @@ class Channel:
         if not rec.leaving:
             sock._check_running()
             rec.leaving = True
-            sock._client.leave(anyio.current_time(), rec.topic, timeout=timeout)
-        done = anyio.Event()
+            sock._client.leave(sock._runtime.now(), rec.topic, timeout=timeout)
+        done = sock._runtime.event()
         sock._router.add_leave(rec, Pending(done.set))
         sock._wake()
         await done.wait()
