@@ -95,6 +95,7 @@ class Channel:
         "in_flight",
         "join_payload",
         "join_ref",
+        "joined_at",
         "joined_once",
         "leave_ref",
         "presence",
@@ -111,6 +112,7 @@ class Channel:
         self.state = ChannelState.CLOSED
         self.join_ref: str | None = None  # the ref of the join in flight or acknowledged
         self.joined_once = False
+        self.joined_at = 0.0  # when the last join was acknowledged
         self.leave_ref: str | None = None
         self.rejoin_attempts = 0
         self.buffer: deque[Push] = deque()  # pushes waiting for the join

@@ -243,7 +243,8 @@ class Client:
         self._auth_token = auth_token
         self._headers = headers
         self._vsn = vsn
-        self._serializer = make_serializer(vsn, resolve_codec(json))
+        self._codec = resolve_codec(json)
+        self._serializer = make_serializer(vsn, self._codec)
         self._timeout = _positive("timeout", timeout)
         self._connect_timeout = _positive("connect_timeout", connect_timeout or timeout)
         self._close_timeout = _positive("close_timeout", close_timeout)
@@ -268,6 +269,7 @@ class Client:
         self._attempts = 0  # consecutive failed connection attempts
         self._refusals = 0  # consecutive refused handshakes
         self._close_code: int | None = None  # the code close() sent
+        self._opened_at: float | None = None  # when the current connection opened
         self._channels: dict[str, Channel] = {}
         self._pushes: dict[str, Push] = {}  # every unresolved push, by ref
         self._timers: TimerQueue[tuple[str, ...]] = TimerQueue()
@@ -542,6 +544,9 @@ class Client:
             ch.in_flight[ref] = push
         else:
             self._encode(None, ref, topic, event, payload)  # a bad payload fails here, not later
+            # Keep a copy, not the caller's object: what is sent must be what was pushed,
+            # even if the caller reuses or changes it before the join completes.
+            push.payload = self._snapshot(payload)
             if len(ch.buffer) >= self._max_buffered:
                 self._emit(PushFailed(topic, ref, PushFailure.BUFFER_FULL))
                 return ref
@@ -579,29 +584,34 @@ class Client:
     def close(self, now: float, code: int = 1000, reason: str = "") -> None:
         """Close for good: ``phx_leave`` for each joined channel, then a WebSocket close.
 
-        Every channel closes (SOCKET_CLOSED) and every unresolved push fails (SOCKET_CLOSED).
-        Next: pull events until :class:`Closed`. Calling it again is a no-op. Raises
-        UsageError, before anything changes, if ``code`` is outside 1000-4999.
+        Unsent pushes fail now (SOCKET_CLOSED). Replies to pushes already sent still count
+        until the server's close frame (Phoenix answers in order, so they arrive before it);
+        then every channel closes (SOCKET_CLOSED) and what is still unanswered fails. No
+        message is delivered after close(). Next: pull events until :class:`Closed`. Calling
+        it again is a no-op. Raises UsageError, before anything changes, for a close code that
+        cannot be sent (1004-1006, 1015-2999, or outside 1000-4999).
         """
-        if not 1000 <= code <= 4999:
+        if not _sendable_close_code(code):
             # Checked first: the engine would refuse it only after the channels were closed.
-            raise UsageError(f"close code must be in 1000-4999, got {code}")
+            raise UsageError(
+                f"close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )
         state = self._state
         if state is SocketState.CLOSED or state is SocketState.CLOSING:
             return
-        if state is SocketState.OPEN:
-            for ch in self._channels.values():
-                if ch.join_ref is not None and ch.state is not ChannelState.LEAVING:
-                    ref = self._next_ref()
-                    self._send(self._serializer.encode(ch.join_ref, ref, ch.topic, PHX_LEAVE, {}))
-        self._shutdown_channels()
         self._stop_connection_timers()
         if state is SocketState.OPEN and self._engine is not None:
+            for ch in self._channels.values():
+                self._leave_for_close(ch)
             self._socket(SocketInput.CLOSE)
             self._close_code = code
             self._wbuf += self._engine.close(code, reason)
             self._timers.set(_CLOSE, now + self._close_timeout)
             return
+        if state is SocketState.OPEN:  # external WebSocket: the transport closes at once
+            for ch in self._channels.values():
+                self._leave_for_close(ch)
+        self._shutdown_channels()
         if state in _LIVE_CONNECTION:
             self._emit(CloseTransport(code, reason))
         self._engine = None
@@ -685,7 +695,7 @@ class Client:
 
     def _on_accepted(self, now: float, subprotocol: str | None) -> None:
         self._socket(SocketInput.ACCEPTED)
-        self._attempts = 0
+        self._opened_at = now
         self._refusals = 0
         self.stats.connections += 1
         self._timers.cancel(_CONNECT)
@@ -707,10 +717,12 @@ class Client:
     def _refused(
         self, now: float, status: int, headers: tuple[tuple[str, str], ...], body: bytes
     ) -> None:
-        self._refusals += 1
+        retry = self._retry
+        if retry is not None and retry.counts_as_refusal(status):
+            self._refusals += 1
         self._emit(HandshakeRefused(status, headers, body))
         self._emit(CloseTransport())
-        limit = self._retry.max_refusals if self._retry is not None else None
+        limit = retry.max_refusals if retry is not None else None
         self._lost(
             now,
             DisconnectReason.HANDSHAKE_REFUSED,
@@ -763,8 +775,11 @@ class Client:
         self._stop_connection_timers()
         for ch in list(self._channels.values()):
             self._connection_lost_for(ch, reason)
-        self._attempts += 1
         retry = self._retry
+        opened_at, self._opened_at = self._opened_at, None
+        if retry is not None and opened_at is not None and now - opened_at >= retry.stable_after:
+            self._attempts = 0  # that connection proved itself: the schedule starts again
+        self._attempts += 1
         if (
             final
             or retry is None
@@ -781,7 +796,7 @@ class Client:
         if code == SERVICE_RESTART:
             delay = retry.delay(1, self._rng)  # the server said it is coming right back
         elif code == TRY_AGAIN_LATER:
-            delay = retry.max_backoff
+            delay = retry.jittered(retry.max_backoff, self._rng)
         else:
             delay = retry.delay(self._attempts, self._rng)
         self._socket(SocketInput.LOST)
@@ -820,7 +835,23 @@ class Client:
                 ch, ChannelCloseReason.SOCKET_CLOSED, push_reason=PushFailure.SOCKET_CLOSED
             )
 
+    def _leave_for_close(self, ch: Channel) -> None:
+        """close() leaves ``ch``: unsent pushes fail, sent ones wait for the close frame."""
+        topic = ch.topic
+        self._timers.cancel((_JOIN, topic))
+        self._timers.cancel((_REJOIN, topic))
+        while ch.buffer:
+            self._fail_push(ch.buffer.popleft(), PushFailure.SOCKET_CLOSED)
+        state = ch.state
+        if ch.join_ref is not None and (
+            state is ChannelState.JOINED or state is ChannelState.JOINING
+        ):
+            ref = self._next_ref()
+            self._send(self._serializer.encode(ch.join_ref, ref, topic, PHX_LEAVE, {}))
+            ch.transition(ChannelInput.LEAVE)
+
     def _finish_close(self) -> None:
+        self._shutdown_channels()
         self._timers.clear()
         self._socket(SocketInput.CLOSED)
         self._emit(Disconnected(DisconnectReason.CLIENT_CLOSED, self._close_code))
@@ -866,19 +897,29 @@ class Client:
             self.stats.stale_dropped += 1
             return
         event = msg.event
+        state = ch.state
         if event == PHX_REPLY:
             self._on_reply(now, ch, msg)
-        elif event == PHX_ERROR:
-            self._on_phx_error(now, ch, msg.payload)
-        elif event == PHX_CLOSE:
-            reason = (
-                ChannelCloseReason.LEFT
-                if ch.state is ChannelState.LEAVING
-                else ChannelCloseReason.SERVER_CLOSED
-            )
-            self._close_channel(ch, reason, msg.payload)
-        elif ch.state is ChannelState.ERRORED:
-            self.stats.stale_dropped += 1  # the server's channel for this topic is gone
+        elif event in (PHX_ERROR, PHX_CLOSE):
+            # Phoenix sends both with ref = the join_ref, which survives on vsn 1.0.0 where
+            # join_ref itself is absent: an earlier join's close must not close this one.
+            if (join_ref is None and ref is not None and ref != ch.join_ref) or (
+                self._state is SocketState.CLOSING
+            ):
+                self.stats.stale_dropped += 1
+            elif event == PHX_ERROR:
+                self._on_phx_error(now, ch, msg.payload)
+            else:
+                reason = (
+                    ChannelCloseReason.LEFT
+                    if state is ChannelState.LEAVING
+                    else ChannelCloseReason.SERVER_CLOSED
+                )
+                self._close_channel(ch, reason, msg.payload)
+        elif state is not ChannelState.JOINED and state is not ChannelState.JOINING:
+            # Errored: the server's channel is gone. Leaving: the user is done with it, as
+            # phoenix.js, which forgets a channel at leave().
+            self.stats.stale_dropped += 1
         else:
             self.stats.messages += 1
             self._emit(MessageReceived(msg))
@@ -958,7 +999,7 @@ class Client:
             self._join_failed(now, ch, response, final=_is_unmatched(response))
             return
         ch.transition(ChannelInput.JOIN_OK)
-        ch.rejoin_attempts = 0
+        ch.joined_at = now
         join_ref = ch.join_ref
         assert join_ref is not None  # a reply matched it
         self._emit(Joined(ch.topic, response, join_ref, ch.joined_once))
@@ -1001,6 +1042,8 @@ class Client:
             self._join_failed(now, ch, payload, final=True)
             return
         self._timers.cancel((_JOIN, ch.topic))
+        if now - ch.joined_at >= self._rejoin.stable_after:
+            ch.rejoin_attempts = 0  # it stayed joined a while: not a crash loop
         ch.transition(ChannelInput.ERROR)
         ch.join_ref = None
         self._emit(ChannelErrored(ch.topic, reason, payload, self._schedule_rejoin(now, ch)))
@@ -1069,6 +1112,12 @@ class Client:
         # The serializer turns every failure to encode into a UsageError naming event and topic.
         return self._serializer.encode(join_ref, ref, topic, event, payload)
 
+    def _snapshot(self, payload: Any) -> Any:
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            return bytes(payload)
+        codec = self._codec
+        return codec.loads(codec.dumps(payload))
+
     def _encode_check(self, topic: str, event: str, payload: Any) -> None:
         self._encode(None, "0", topic, event, {} if payload is None else payload)
 
@@ -1086,6 +1135,11 @@ def _positive(name: str, value: float) -> float:
     if not value > 0:
         raise UsageError(f"{name} must be > 0, got {value!r}")
     return value
+
+
+def _sendable_close_code(code: int) -> bool:
+    # RFC 6455 7.4: 1004-1006 and 1015 are reserved, 1016-2999 unassigned or for extensions.
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def _is_unmatched(response: Any) -> bool:

@@ -202,7 +202,9 @@ class ConnectionBase(ABC, Generic[StreamT]):
         outbox = self.outbox
         while True:
             while outbox:
-                data = outbox.popleft() if len(outbox) == 1 else _take_all(outbox)
+                # One write for everything queued (join of a single bytes object is free).
+                data = b"".join(outbox)
+                outbox.clear()
                 try:
                     await send(data)
                 except Exception as exc:
@@ -213,12 +215,6 @@ class ConnectionBase(ABC, Generic[StreamT]):
                 self.scope.cancel()
                 return
             await self._writable.wait()
-
-
-def _take_all(outbox: deque[bytes]) -> bytes:
-    data = b"".join(outbox)
-    outbox.clear()
-    return data
 
 
 class SocketBase(ABC, Generic[TlsT]):

@@ -26,12 +26,19 @@ class RetryPolicy:
     The n-th consecutive attempt waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
     seconds, times a factor drawn uniformly from [0.5, 1.0) when ``jitter`` is on (so that
     many clients cut off together do not come back together). ``max_attempts`` None retries
-    forever. After a connection opens successfully the count starts again.
+    forever.
+
+    The count starts again once a connection (or a channel's join) has stayed up for
+    ``stable_after`` seconds. A server that accepts and then drops every connection at once
+    therefore meets a growing backoff and the attempt limit, instead of a fast reconnect loop
+    that a reset on every successful open would give.
 
     ``final_close_codes`` are server close codes after which the socket gives up at once
     (1008 policy violation by default: retrying the same request cannot help).
-    ``max_refusals`` bounds consecutive refused handshakes (HTTP 4xx/5xx instead of 101), so
-    that a bad token is not retried forever; None retries them like any failure.
+    ``max_refusals`` bounds consecutive handshakes refused with a client error (HTTP 4xx but
+    408 and 429), so that a bad token is not retried forever; None retries them like any
+    failure. Other answers (5xx from a load balancer during a deploy, 408, 429) are retried
+    like network failures.
     """
 
     max_attempts: int | None = None
@@ -41,6 +48,7 @@ class RetryPolicy:
     jitter: bool = True
     final_close_codes: frozenset[int] = frozenset({POLICY_VIOLATION})
     max_refusals: int | None = 5
+    stable_after: float = 10.0
 
     def __attrs_post_init__(self) -> None:
         if self.max_attempts is not None and self.max_attempts < 0:
@@ -51,12 +59,22 @@ class RetryPolicy:
             raise UsageError(f"multiplier must be >= 1, got {self.multiplier!r}")
         if self.max_refusals is not None and self.max_refusals < 1:
             raise UsageError(f"max_refusals must be >= 1 or None, got {self.max_refusals!r}")
+        if self.stable_after < 0:
+            raise UsageError(f"stable_after must be >= 0, got {self.stable_after!r}")
 
     def delay(self, attempt: int, rng: Random) -> float:
         """Seconds to wait before attempt number ``attempt`` (1 for the first retry)."""
         # The exponent is capped so that a long outage cannot overflow the float.
         base = min(self.max_backoff, self.initial_backoff * self.multiplier ** min(attempt - 1, 64))
-        return base * rng.uniform(0.5, 1.0) if self.jitter else base
+        return self.jittered(base, rng)
+
+    def jittered(self, seconds: float, rng: Random) -> float:
+        """``seconds`` times a factor in [0.5, 1.0) when ``jitter`` is on, else ``seconds``."""
+        return seconds * rng.uniform(0.5, 1.0) if self.jitter else seconds
+
+    def counts_as_refusal(self, status_code: int) -> bool:
+        """True for an HTTP answer that retrying the same request will not change."""
+        return 400 <= status_code < 500 and status_code not in (408, 429)
 
     def exhausted(self, attempt: int) -> bool:
         """True when attempt number ``attempt`` is beyond the limit."""

@@ -13,6 +13,10 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
+# Rebuild the heap when it holds more than this many times its live entries (plus slack).
+_COMPACT_FACTOR = 2
+_COMPACT_SLACK = 32
+
 
 class TimerQueue(Generic[K]):
     """Deadlines (absolute floats on the caller's clock) keyed by ``K``."""
@@ -35,7 +39,14 @@ class TimerQueue(Generic[K]):
 
     def cancel(self, key: K) -> None:
         """Forget ``key``'s deadline, if it has one."""
-        self._deadlines.pop(key, None)
+        if self._deadlines.pop(key, None) is not None and len(self._heap) > _COMPACT_FACTOR * (
+            len(self._deadlines) + _COMPACT_SLACK
+        ):
+            # Stale entries leave the heap only when they reach its top; with long push
+            # timeouts behind a short heartbeat that can take minutes, so rebuild instead.
+            deadlines = self._deadlines
+            self._heap = [e for e in self._heap if deadlines.get(e[2]) == e[0]]
+            heapq.heapify(self._heap)
 
     def get(self, key: K) -> float | None:
         """The deadline armed for ``key``, or None."""

@@ -226,12 +226,31 @@ def test_refused_rejoin_is_retried_with_backoff(make_link: MakeLink) -> None:
     link.advance_to(third_retry)
     (joined,) = link.take()
     assert joined == Joined("a", {}, link.client.join_ref("a") or "", rejoin=True)
-    # A success resets the backoff: the next error waits the first delay again.
+    # Once the channel has stayed joined for stable_after, the next error waits the first
+    # delay again.
+    link.advance(DEFAULT_REJOIN_POLICY.stable_after)
     conn_of(link).send_error("a")
     link.pump()
     (errored,) = link.take()
     assert isinstance(errored, ChannelErrored)
     assert errored.retry_at == link.now + rejoin_delays(4, [1, 2, 3, 1])[3]
+
+
+def test_a_channel_that_crashes_right_after_each_join_backs_off(make_link: MakeLink) -> None:
+    # A join that succeeds and crashes at once is a crash loop, not a recovery: the backoff
+    # keeps growing instead of restarting at the first delay every time.
+    link = connected(make_link, "a", seed=5)
+    delays = rejoin_delays(5, [1, 2, 3, 4])
+    retry_at = link.now
+    for attempt in range(4):
+        conn_of(link).send_error("a")
+        link.pump()
+        (errored,) = link.take()
+        assert isinstance(errored, ChannelErrored)
+        assert errored.retry_at == retry_at + delays[attempt]
+        retry_at = errored.retry_at
+        link.advance_to(retry_at)
+        assert [type(e) for e in link.take()] == [Joined]
 
 
 def test_first_join_timeout_sends_phx_leave_and_fails(make_link: MakeLink) -> None:
@@ -1045,3 +1064,40 @@ def test_bytes_on_the_wire_are_coalesced(make_link: MakeLink) -> None:
     client.push(link.now, "a", "two")
     out = discard_output(client)
     assert len(out) == 1 and isinstance(out[0], SendBytes)
+
+
+# --------------------------------------------------------------------------------------------
+# Found in review
+
+
+@pytest.mark.parametrize("vsn", ["2.0.0", "1.0.0"])
+def test_leave_then_join_survives_the_old_joins_phx_close(make_link: MakeLink, vsn: str) -> None:
+    # vsn 1.0.0 frames carry no join_ref, but phx_close and phx_error carry ref = join_ref:
+    # the old join's close must not close the new join of the same topic.
+    link = connected(make_link, "room:1", vsn=vsn)
+    link.client.leave(link.now, "room:1")
+    link.client.join(link.now, "room:1", {"v": 2})
+    link.pump()
+    assert [type(e) for e in link.take()] == [ChannelClosed, Joined]
+    assert link.client.channel_state("room:1") is ChannelState.JOINED
+    conn_of(link).send_close("room:1")  # the current join's close still closes it
+    link.pump()
+    assert link.take() == [ChannelClosed("room:1", ChannelCloseReason.SERVER_CLOSED, {})]
+
+
+def test_a_buffered_push_sends_what_was_pushed(make_link: MakeLink) -> None:
+    # The caller may reuse or change its dict before the join completes; what goes out is
+    # what push() was given, and a change the codec cannot encode cannot wedge the core.
+    link = connected(make_link)
+    link.client.join(link.now, "orders")  # the join is out, its reply not yet read
+    order: dict[str, Any] = {"side": "buy", "qty": 10}
+    raw = bytearray(b"\x01\x02")
+    link.client.push(link.now, "orders", "place", order)
+    link.client.push(link.now, "orders", "raw", raw)
+    order["qty"] = 500
+    order["ts"] = object()  # not JSON
+    raw[0] = 9
+    link.pump()
+    pushes = [m.payload for m in link.server_frames(topic="orders") if m.event != "phx_join"]
+    assert pushes == [{"side": "buy", "qty": 10}, b"\x01\x02"]
+    assert [type(e) for e in link.take()] == [Joined, ReplyReceived, ReplyReceived]

@@ -483,10 +483,36 @@ def test_attempts_reset_after_a_successful_open(make_link: MakeLink) -> None:
     link.network_up = True
     link.advance(0.001)
     assert link.client.is_connected
+    link.advance(policy.stable_after)  # the connection proves itself
     link.take()
     link.drop()  # the count starts again: 1 s, not 8 s
     (dis,) = link.of_type(Disconnected)
     assert dis.retry_at == link.now + 1.0
+
+
+def test_a_server_that_drops_every_connection_at_once_meets_the_backoff(
+    make_link: MakeLink,
+) -> None:
+    # Accept-then-drop is a failure loop, not a recovery: the backoff keeps growing and the
+    # attempt limit applies (a reset on every successful open would reconnect forever, fast).
+    policy = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=16.0, jitter=False)
+    link = make_link(retry=policy)
+    link.connect()
+    delays = []
+    for _ in range(3):
+        link.drop()
+        (dis,) = link.take(Disconnected)
+        assert dis.retry_at is not None
+        delays.append(dis.retry_at - link.now)
+        link.advance_to(dis.retry_at)
+        assert link.client.is_connected
+    assert delays == [1.0, 2.0, 4.0]
+    link.drop()
+    assert [type(e) for e in link.take() if isinstance(e, (Disconnected, GaveUp, Closed))] == [
+        Disconnected,
+        GaveUp,
+        Closed,
+    ]
 
 
 def test_max_attempts_gives_up_and_fails_everything(make_link: MakeLink) -> None:
@@ -667,7 +693,7 @@ def test_close_1012_uses_the_first_delay_even_after_failed_attempts() -> None:
 
 
 def test_server_close_1013_waits_max_backoff(make_link: MakeLink) -> None:
-    policy = RetryPolicy(initial_backoff=1.0, max_backoff=45.0)
+    policy = RetryPolicy(initial_backoff=1.0, max_backoff=45.0, jitter=False)
     link = make_link(retry=policy)
     link.connect()
     link.advance(2.0)
@@ -680,6 +706,22 @@ def test_server_close_1013_waits_max_backoff(make_link: MakeLink) -> None:
     assert link.opens == 1
     link.advance(0.1)
     assert link.opens == 2
+
+
+def test_server_close_1013_is_jittered(make_link: MakeLink) -> None:
+    # An overloaded server that sheds its clients must not get them all back at one instant.
+    waits = set()
+    for seed in range(4):
+        link = make_link(seed=seed, retry=RetryPolicy(initial_backoff=1.0, max_backoff=40.0))
+        link.connect()
+        assert link.connection is not None
+        link.connection.close(1013, "try again later")
+        link.pump()
+        (dis,) = link.of_type(Disconnected)
+        assert dis.retry_at is not None
+        assert 20.0 <= dis.retry_at - link.now < 40.0
+        waits.add(dis.retry_at - link.now)
+    assert len(waits) == 4
 
 
 def test_close_frame_without_code(make_link: MakeLink) -> None:
@@ -990,7 +1032,47 @@ def test_messages_while_closing_are_dropped(make_link: MakeLink) -> None:
     link.take()
     client.receive_data(1.1, data)
     assert [o for o in drain(client) if not isinstance(o, SendBytes)] == []
-    assert client.stats.unknown_topic_dropped == 1
+    assert client.stats.stale_dropped == 1  # no message is delivered after close()
+
+
+def test_replies_that_arrive_during_the_close_handshake_count(make_link: MakeLink) -> None:
+    # "Cancel everything, then shut down": Phoenix answers in order, so the reply to a push
+    # sent before close() arrives before the server's close frame and must be reported.
+    link = make_link()
+    link.connect()
+    link.join("orders")
+    link.join("quiet")
+    link.take()
+    conn = link.connection
+    assert conn is not None
+    ref = link.client.push(link.now, "orders", "cancel_all", {})
+    link.client.close(link.now)  # before the reply has been read
+    link.pump()  # the server answers the push, then sees the leaves and the close
+    assert link.take() == [
+        ReplyReceived("orders", ref, "ok", {}),
+        ChannelClosed("orders", ChannelCloseReason.SOCKET_CLOSED),
+        ChannelClosed("quiet", ChannelCloseReason.SOCKET_CLOSED),
+        Disconnected(DisconnectReason.CLIENT_CLOSED, 1000),
+        Closed(),
+    ]
+    assert [m.event for m in conn.received[-2:]] == ["phx_leave", "phx_leave"]
+    assert conn.close_code == 1000
+
+
+def test_pushes_still_unanswered_at_the_close_frame_fail(make_link: MakeLink) -> None:
+    link = make_link(close_timeout=2.0)
+    link.connect()
+    link.join("orders")
+    link.server.reply_delay = 60.0  # never in time
+    ref = link.push("orders", "slow", {})
+    unsent = link.client.push(link.now, "orders", "x", {})  # sent at once: joined
+    link.take()
+    link.client.close(link.now)
+    link.advance(3.0)
+    events = link.take()
+    assert PushFailed("orders", ref, PushFailure.SOCKET_CLOSED, True) in events
+    assert PushFailed("orders", unsent, PushFailure.SOCKET_CLOSED, True) in events
+    assert events[-1] == Closed()
 
 
 @pytest.mark.parametrize("when", ["idle", "waiting", "connecting", "handshaking"])
@@ -1023,7 +1105,7 @@ def test_close_before_open(make_link: MakeLink, when: str) -> None:
     assert client.next_deadline() is None
 
 
-@pytest.mark.parametrize("code", [999, 5000, 0])
+@pytest.mark.parametrize("code", [999, 5000, 0, 1004, 1005, 1006, 1015, 2000, 2999])
 @pytest.mark.parametrize("engine", ["wsproto", "message mode"])
 def test_close_with_a_bad_code_changes_nothing(make_link: MakeLink, code: int, engine: str) -> None:
     # Regression: the engine refused the code only after the channels were closed, which left
@@ -1040,7 +1122,7 @@ def test_close_with_a_bad_code_changes_nothing(make_link: MakeLink, code: int, e
         client.join(0.0, "a")
     drain(client)
     deadline = client.next_deadline()
-    with pytest.raises(UsageError, match=f"close code must be in 1000-4999, got {code}"):
+    with pytest.raises(UsageError, match=f"close code {code} cannot be sent"):
         client.close(1.0, code)
     assert state(client) is SocketState.OPEN
     assert client.topics == ("a",)
@@ -1059,18 +1141,22 @@ def test_next_event_puts_bytes_before_later_events(make_link: MakeLink) -> None:
     conn = link.connection
     assert conn is not None
     client.close(1.0)
-    out = drain(client)
-    # The phx_leave frames come out before the events that followed them, and the close frame
-    # (written after those events) last.
-    assert [type(o) for o in out] == [SendBytes, ChannelClosed, ChannelClosed, SendBytes]
+    # The phx_leave frames and the close frame go out in one write, leaves first; the
+    # channels close when the server's close frame comes (or the close timeout).
+    (out,) = drain(client)
+    assert isinstance(out, SendBytes)
     assert client.next_event() == SleepUntil(6.0)
-    assert isinstance(out[0], SendBytes)
-    conn.receive_data(out[0].data)
+    conn.receive_data(out.data)
     assert [m.event for m in conn.received[-2:]] == ["phx_leave", "phx_leave"]
-    assert conn.close_code is None
-    assert isinstance(out[3], SendBytes)
-    conn.receive_data(out[3].data)
     assert conn.close_code == 1000
+    client.receive_data(1.5, conn.data_to_send())
+    assert [type(o) for o in drain(client)] == [
+        CloseTransport,
+        ChannelClosed,
+        ChannelClosed,
+        Disconnected,
+        Closed,
+    ]
 
 
 def test_heartbeat_timeout_puts_the_close_frame_before_close_transport(
@@ -1244,3 +1330,30 @@ def test_engine_factory_refusing_the_request_is_a_failed_attempt(make_link: Make
     assert dis.reason is DisconnectReason.TRANSPORT_ERROR
     assert dis.detail.startswith("handshake: ")
     assert dis.retry_at is not None
+
+
+def test_a_5xx_handshake_answer_is_retried_like_a_network_failure(make_link: MakeLink) -> None:
+    # A load balancer answering 503 during a deploy must not exhaust max_refusals, which is
+    # for answers a retry cannot change (a bad token: 401, 403).
+    policy = RetryPolicy(max_refusals=2, initial_backoff=1.0, max_backoff=2.0, jitter=False)
+    link = make_link(retry=policy)
+    link.server.refuse_handshake = 503
+    link.connect()
+    link.advance(30.0)
+    assert not link.of_type(GaveUp)
+    assert len(link.of_type(HandshakeRefused)) > 5
+    link.server.refuse_handshake = 403
+    link.advance(10.0)
+    (gave_up,) = link.of_type(GaveUp)
+    assert gave_up.reason is DisconnectReason.HANDSHAKE_REFUSED
+    assert [e.status_code for e in link.of_type(HandshakeRefused)][-2:] == [403, 403]
+
+
+def test_close_fails_pushes_still_waiting_for_their_join_at_once(make_link: MakeLink) -> None:
+    link = make_link()
+    link.connect()
+    link.client.join(link.now, "a")  # the join is out, its reply not yet read
+    ref = link.client.push(link.now, "a", "queued", {})
+    link.client.close(link.now)
+    (failed,) = [o for o in drain(link.client) if isinstance(o, PushFailed)]
+    assert failed == PushFailed("a", ref, PushFailure.SOCKET_CLOSED, False)

@@ -530,3 +530,33 @@ def test_virtual_clock() -> None:
         clock.advance(-0.1)
     assert clock() == 1.5
     assert VirtualClock(100.0)() == 100.0
+
+
+def test_retry_policy_rejects_a_negative_stable_after() -> None:
+    with pytest.raises(UsageError, match="stable_after"):
+        RetryPolicy(stable_after=-1.0)
+
+
+def test_refusals_are_client_errors_only() -> None:
+    policy = RetryPolicy()
+    assert [
+        c for c in (400, 401, 403, 404, 408, 429, 500, 502, 503) if policy.counts_as_refusal(c)
+    ] == [
+        400,
+        401,
+        403,
+        404,
+    ]
+
+
+def test_timer_queue_compacts_cancelled_entries() -> None:
+    timers: TimerQueue[str] = TimerQueue()
+    timers.set("heartbeat", 1.0)
+    for i in range(1000):
+        timers.set(f"push{i}", 600.0 + i)
+        timers.cancel(f"push{i}")
+    assert len(timers) == 1
+    assert len(timers._heap) < 100  # not 1001: cancelled entries do not pile up
+    assert timers.next_deadline() == 1.0
+    assert timers.pop_due(1.0) == ("heartbeat", 1.0)
+    assert timers.next_deadline() is None
