@@ -1110,7 +1110,17 @@ class Client:
         self, join_ref: str | None, ref: str, topic: str, event: str, payload: Any
     ) -> str | bytes:
         # The serializer turns every failure to encode into a UsageError naming event and topic.
-        return self._serializer.encode(join_ref, ref, topic, event, payload)
+        frame = self._serializer.encode(join_ref, ref, topic, event, payload)
+        if type(frame) is str and not frame.isascii():
+            # JSON text may hold a lone surrogate, which no WebSocket text frame can carry:
+            # refuse it here, where the caller can be told, not while sending.
+            try:
+                frame.encode()
+            except UnicodeEncodeError as exc:
+                raise UsageError(
+                    f"cannot encode the payload of {event!r} to {topic!r} as UTF-8: {exc}"
+                ) from None
+        return frame
 
     def _snapshot(self, payload: Any) -> Any:
         if isinstance(payload, (bytes, bytearray, memoryview)):

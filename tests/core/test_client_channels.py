@@ -1101,3 +1101,17 @@ def test_a_buffered_push_sends_what_was_pushed(make_link: MakeLink) -> None:
     pushes = [m.payload for m in link.server_frames(topic="orders") if m.event != "phx_join"]
     assert pushes == [{"side": "buy", "qty": 10}, b"\x01\x02"]
     assert [type(e) for e in link.take()] == [Joined, ReplyReceived, ReplyReceived]
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_a_payload_no_text_frame_can_carry_is_refused_at_push(
+    make_link: MakeLink, joined: bool
+) -> None:
+    link = connected(make_link, *(["a"] if joined else []))
+    if not joined:
+        link.client.join(link.now, "a")  # the push will wait for this join
+    with pytest.raises(UsageError, match="UTF-8"):
+        link.client.push(link.now, "a", "say", {"text": "half a pair: \ud800"})
+    ref = link.client.push(link.now, "a", "say", {"text": "été"})
+    link.pump()
+    assert [e.ref for e in link.take(ReplyReceived)] == [ref]
