@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ByteStream, TaskGroup
 
 from stx_proto import OpenTransport
@@ -29,6 +30,7 @@ RUNTIME = Runtime(
     now=anyio.current_time,
     event=anyio.Event,
     cancelled=anyio.get_cancelled_exc_class,
+    checkpoint=anyio.lowlevel.checkpoint,
     logger=logger,
 )
 

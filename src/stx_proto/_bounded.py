@@ -15,7 +15,7 @@ from typing import Generic, Literal, TypeVar
 
 from ._errors import UsageError
 
-logger = logging.getLogger("stx_ws")
+_logger = logging.getLogger("stx_ws")  # drivers pass their own
 
 T = TypeVar("T")
 
@@ -41,12 +41,18 @@ class BoundedQueue(Generic[T]):
     never be lost (lifecycle hooks).
     """
 
-    __slots__ = ("_burst", "_items", "_on_drop", "maxsize", "name", "policy")
+    __slots__ = ("_burst", "_items", "_logger", "_on_drop", "maxsize", "name", "policy")
 
     def __init__(
-        self, maxsize: int, policy: Overflow, name: str, on_drop: Callable[[], None]
+        self,
+        maxsize: int,
+        policy: Overflow,
+        name: str,
+        on_drop: Callable[[], None],
+        logger: logging.Logger = _logger,
     ) -> None:
         self._items: deque[T] = deque()
+        self._logger = logger
         self.maxsize = maxsize
         self.policy = policy
         self.name = name
@@ -70,7 +76,7 @@ class BoundedQueue(Generic[T]):
         self._on_drop()
         if not self._burst:
             self._burst = True
-            logger.warning(
+            self._logger.warning(
                 "%s queue full (%d messages, first overflow on %r): %s; further losses in "
                 "this burst are only counted in stats.dropped",
                 self.name,

@@ -555,6 +555,21 @@ class Client:
         self._timers.set((_PUSH, ref), push.deadline)
         return ref
 
+    def cancel_push(self, now: float, ref: str) -> bool:
+        """Withdraw push ``ref`` if it has not been sent yet.
+
+        Returns True when it was still waiting for its join: it will never be sent, and its
+        outcome is a :class:`PushFailed` (CANCELLED). Returns False when it was already sent
+        (a frame on the wire cannot be recalled: its reply or failure still comes) or has
+        already ended. Next: pull events.
+        """
+        push = self._pushes.get(ref)
+        if push is None or push.sent:
+            return False
+        self._channels[push.topic].buffer.remove(push)
+        self._fail_push(push, PushFailure.CANCELLED)
+        return True
+
     def leave(self, now: float, topic: str, *, timeout: float | None = None) -> None:
         """Leave ``topic``: ``phx_leave`` if a join is out, then :class:`ChannelClosed` (LEFT).
 

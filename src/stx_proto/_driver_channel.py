@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._bounded import BoundedQueue
 from ._channel import ChannelState
 from ._driver_support import MessageQueue
-from ._errors import ConnectionClosedError, QueueOverflowError, StxWsError, UsageError
+from ._errors import (
+    ConnectionClosedError,
+    JoinError,
+    QueueOverflowError,
+    StxWsError,
+    UsageError,
+)
 from ._events import ChannelCloseReason
 from ._message import ChannelMessage
 from ._router import ChannelRecord, Pending
@@ -148,6 +154,8 @@ class Channel:
             return rec.failure
         if rec.close_reason is ChannelCloseReason.SERVER_CLOSED:
             return ConnectionClosedError(f"channel {rec.topic!r} closed by the server")
+        if rec.close_reason is ChannelCloseReason.JOIN_FAILED:
+            return JoinError(rec.topic, rec.close_payload, "rejoin refused")
         if rec.close_reason is ChannelCloseReason.SOCKET_CLOSED:
             return self._socket._router.gave_up
         return None
@@ -182,9 +190,19 @@ class Channel:
         )
         done = sock._runtime.event()
         waiter = Pending(done.set)
-        sock._router.add_push(ref, event, waiter)
+        router = sock._router
+        router.add_push(ref, event, waiter)
         sock._wake()
-        await done.wait()
+        try:
+            await done.wait()
+        except BaseException:
+            # The caller gave up on this push: stop waiting for it, and if it has not gone
+            # out yet, make sure it never does (a retried order must not go twice). Both are
+            # no-ops for a push that has already ended.
+            router.forget_push(ref)
+            if sock._client.cancel_push(sock._runtime.now(), ref):
+                sock._wake()
+            raise
         return waiter.result()
 
     async def leave(self, *, timeout: float | None = None) -> None:
@@ -199,8 +217,8 @@ class Channel:
             return
         if not rec.leaving:
             sock._check_running()
-            rec.leaving = True
             sock._client.leave(sock._runtime.now(), rec.topic, timeout=timeout)
+            rec.leaving = True  # only once the core took it: a bad timeout changes nothing
         done = sock._runtime.event()
         sock._router.add_leave(rec, Pending(done.set))
         sock._wake()

@@ -37,7 +37,7 @@ ErrorHandler = Callable[[Exception, "ChannelMessage | None"], object]
 WorkItem = tuple[Any, Any]
 
 
-def check_dispatch_options(dispatch: str, max_concurrency: int) -> Dispatch:
+def check_dispatch_options(dispatch: str, max_concurrency: int, overflow: str) -> Dispatch:
     """Validate the dispatch mode and ``max_concurrency``; return the mode. Raises UsageError."""
     for mode in DISPATCH_MODES:
         if dispatch == mode:
@@ -46,6 +46,10 @@ def check_dispatch_options(dispatch: str, max_concurrency: int) -> Dispatch:
         raise UsageError(f"dispatch must be one of {DISPATCH_MODES}, got {dispatch!r}")
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise UsageError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+    if mode == "queue" and overflow == "error":
+        # sock.messages() is shared by every channel: "error" would fail whichever channel's
+        # message happened to find it full, and the reader would never know.
+        raise UsageError('overflow="error" does not go with dispatch="queue"')
     return mode
 
 
@@ -81,10 +85,16 @@ class DispatcherBase(ABC):
 
     def new_queue(self, name: str) -> MessageQueue:
         """A queue with the socket's size and policy (for a channel's ``async for``)."""
+        runtime = self._runtime
         return MessageQueue(
-            BoundedQueue(self.queue_size, self.overflow, name, self._count_drop),
-            self._runtime.event,
+            BoundedQueue(self.queue_size, self.overflow, name, self._count_drop, runtime.logger),
+            runtime.event,
         )
+
+    @property
+    def pending(self) -> bool:
+        """True while handler work is queued (the pump then lets the dispatcher run)."""
+        return bool(self._work.queue)
 
     # ------------------------------------------------------------------------------------
     # Input (from the pump: synchronous, never blocks)

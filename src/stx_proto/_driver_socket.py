@@ -53,6 +53,7 @@ from ._driver_support import Credential, Runtime, Signal, describe_error
 from ._errors import ClientClosedError, ConnectionClosedError, GaveUpError, StxWsError, UsageError
 from ._events import (
     ChannelClosed,
+    ChannelCloseReason,
     ChannelErrored,
     Closed,
     CloseTransport,
@@ -92,6 +93,26 @@ HeadersSource: TypeAlias = (
 CHUNK = 65536  # bytes per read
 INBOX_LIMIT = 16  # chunks read ahead of the pump before the reader waits
 DATA, OPENED, ENDED = 0, 1, 2  # inbox item kinds
+
+
+#: Channel ends the user did not ask for: logged at WARNING (a refused rejoin, a server close).
+_UNEXPECTED_CLOSES = frozenset({ChannelCloseReason.JOIN_FAILED, ChannelCloseReason.SERVER_CLOSED})
+
+
+def _is_cancellation(exc: BaseException | None, cancelled: type[BaseException]) -> bool:
+    """True for the loop's cancellation, alone or as the only content of exception groups."""
+    if exc is None:
+        return False
+    if isinstance(exc, cancelled):
+        return True
+    # An exception group (a nursery or task group in the body): duck-typed, because Python
+    # 3.10 has no BaseExceptionGroup built in.
+    inner = getattr(exc, "exceptions", None)
+    return (
+        isinstance(inner, tuple)
+        and bool(inner)
+        and all(_is_cancellation(e, cancelled) for e in inner)
+    )
 
 
 class ScopeContext(Protocol):
@@ -312,8 +333,8 @@ class SocketBase(ABC, Generic[TlsT]):
         Raises:
             UsageError: an invalid URL or option.
         """
-        mode = check_dispatch_options(dispatch, max_concurrency)
         policy = check_queue_options(queue_size, overflow)
+        mode = check_dispatch_options(dispatch, max_concurrency, policy)
         if not close_timeout > 0:
             raise UsageError(f"close_timeout must be > 0, got {close_timeout!r}")
         self._credentials = [Credential(params), Credential(auth_token), Credential(headers)]
@@ -363,6 +384,7 @@ class SocketBase(ABC, Generic[TlsT]):
         self._wakeup = Signal(runtime.event)
         self._room = Signal(runtime.event)
         self._fatal: StxWsError | None = None
+        self._block_cancelled = False  # the pump cancelled the body to raise self._fatal
 
     # ------------------------------------------------------------------------------------
     # What the driver adds
@@ -454,7 +476,9 @@ class SocketBase(ABC, Generic[TlsT]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        cancelled = isinstance(exc, self._runtime.cancelled())
+        # The pump cancels the body to raise self._fatal: whatever shape that cancellation
+        # takes (an exception group, from a nursery in the body), it is ours.
+        cancelled = self._block_cancelled or _is_cancellation(exc, self._runtime.cancelled())
         self._stage = "exiting"  # from now on the pump must not cancel the block
         try:
             if not cancelled:
@@ -566,11 +590,11 @@ class SocketBase(ABC, Generic[TlsT]):
         rec = channel._rec
         if rec.closed or rec.leaving or self._router.closed or self._stage != "running":
             return
-        rec.leaving = True
         try:
             self._client.leave(self._runtime.now(), rec.topic)
-        except StxWsError:  # pragma: no cover - the checks above make this unreachable
+        except StxWsError:  # the client closed meanwhile (close() from another task)
             return
+        rec.leaving = True
         self._wake()
 
     def _abort(self, error: StxWsError) -> None:
@@ -642,6 +666,7 @@ class SocketBase(ABC, Generic[TlsT]):
             # Let on_close and the handlers of what came before run, then stop the block.
             await self._wait_handlers()
             if self._stage == "running":  # cancel the body: the block raises self._fatal
+                self._block_cancelled = True
                 self._cancel_block()
 
     async def _pump(self) -> None:
@@ -660,6 +685,10 @@ class SocketBase(ABC, Generic[TlsT]):
             if inbox:
                 self._feed(inbox.popleft(), now)
                 self._room.set()  # the reader re-checks the inbox's length
+                if self._dispatcher.pending:
+                    # Let the handlers run between reads, so that a burst of many reads
+                    # does not fill their queue before they get a turn.
+                    await self._runtime.checkpoint()
                 continue
             await self._sleep(deadline)
 
@@ -729,7 +758,10 @@ class SocketBase(ABC, Generic[TlsT]):
                 dispatcher.hook(self._on_rejoin, rec.owner)
         elif kind is ChannelClosed:
             # Every channel of the core has a record (join adds it right after the core's join).
+            closed: ChannelClosed = event  # type: ignore[assignment]
             if rec is not None:  # pragma: no branch
+                if rec.joined and closed.reason in _UNEXPECTED_CLOSES:
+                    logger.warning("channel %r closed for good: %s", rec.topic, closed.reason.value)
                 rec.owner._closed()
         elif kind is Connected:
             logger.info("connected to %s", self._host)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -32,27 +32,20 @@ class AsyncEvent(Protocol):
         """Return once set."""
 
 
-class CancelScope(Protocol):
-    """The cancel scope of a runtime (``anyio.CancelScope``, ``trio.CancelScope``)."""
-
-    deadline: float
-
-    def cancel(self) -> None:
-        """Cancel what runs inside the scope."""
-
-
 @attrs.frozen(slots=True)
 class Runtime:
     """A driver's event loop, as the shared driver code sees it.
 
     ``now()`` is the loop's monotonic clock (the core's ``now`` and every deadline are on
     it); ``event()`` makes an :class:`AsyncEvent`; ``cancelled()`` returns the loop's
-    cancellation exception class; ``logger`` is the driver's logger.
+    cancellation exception class; ``checkpoint()`` lets other tasks run; ``logger`` is the
+    driver's logger.
     """
 
     now: Callable[[], float]
     event: Callable[[], AsyncEvent]
     cancelled: Callable[[], type[BaseException]]
+    checkpoint: Callable[[], Awaitable[None]]
     logger: logging.Logger
 
 

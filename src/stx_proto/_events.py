@@ -39,6 +39,7 @@ class PushFailure(str, enum.Enum):
     CHANNEL_ERRORED = "channel_errored"  # sent, but the channel crashed before replying
     CONNECTION_LOST = "connection_lost"  # sent, but the connection dropped before the reply
     SOCKET_CLOSED = "socket_closed"  # the user closed the client
+    CANCELLED = "cancelled"  # withdrawn with cancel_push() before it was sent
 
 
 class ChannelCloseReason(str, enum.Enum):

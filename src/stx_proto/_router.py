@@ -248,6 +248,10 @@ class Router(Generic[C]):
         """Wait for the outcome of the push with ``ref`` (event ``name``)."""
         self._pushes[ref] = (waiter, name)
 
+    def forget_push(self, ref: str) -> None:
+        """Stop waiting for push ``ref`` (its caller was cancelled)."""
+        self._pushes.pop(ref, None)
+
     def add_leave(self, record: ChannelRecord[C], waiter: Pending) -> None:
         """Wait for ``record``'s channel to close (resolved at once if it already has)."""
         if record.closed:

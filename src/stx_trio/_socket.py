@@ -30,7 +30,13 @@ def _cancelled() -> type[BaseException]:
     return trio.Cancelled
 
 
-RUNTIME = Runtime(now=trio.current_time, event=trio.Event, cancelled=_cancelled, logger=logger)
+RUNTIME = Runtime(
+    now=trio.current_time,
+    event=trio.Event,
+    cancelled=_cancelled,
+    checkpoint=trio.lowlevel.checkpoint,
+    logger=logger,
+)
 
 T = TypeVar("T")
 

@@ -1115,3 +1115,21 @@ def test_a_payload_no_text_frame_can_carry_is_refused_at_push(
     ref = link.client.push(link.now, "a", "say", {"text": "été"})
     link.pump()
     assert [e.ref for e in link.take(ReplyReceived)] == [ref]
+
+
+def test_cancel_push_withdraws_only_what_was_not_sent(make_link: MakeLink) -> None:
+    link = connected(make_link, "sent")
+    link.server.reply_delay = 10.0
+    sent = link.push("sent", "slow", {})
+    link.client.join(link.now, "waiting")
+    queued = link.client.push(link.now, "waiting", "order", {"qty": 1})
+    link.take()
+    assert link.client.cancel_push(link.now, queued) is True
+    link.pump()
+    assert link.take(PushFailed) == [PushFailed("waiting", queued, PushFailure.CANCELLED, False)]
+    assert link.client.cancel_push(link.now, queued) is False  # already ended
+    assert link.client.cancel_push(link.now, sent) is False  # on the wire: its reply comes
+    assert link.client.cancel_push(link.now, "no-such-ref") is False
+    link.advance(11.0)
+    assert [m.event for m in link.server_frames(topic="waiting")] == ["phx_join"]
+    assert [type(e) for e in link.take() if getattr(e, "ref", None) == sent] == [PushFailed]

@@ -1385,3 +1385,124 @@ def test_describe_error_follows_causes_and_groups() -> None:
     first, second = KeyError("x"), KeyError("y")
     first.__cause__, second.__cause__ = second, first  # a cycle ends at the depth limit
     assert describe_error(first).count("KeyError") == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Found in review
+
+
+async def test_gave_up_surfaces_through_a_task_group_in_the_block(
+    impl: Impl, srv: TestServer
+) -> None:
+    # On trio, cancelling a body that holds a nursery reaches __aexit__ as an exception group
+    # of Cancelled; the socket's GaveUpError must still be what the block raises.
+    retry = RetryPolicy(max_attempts=1, initial_backoff=0.01, max_backoff=0.05)
+    with anyio.fail_after(LIMIT), pytest.raises(GaveUpError):
+        async with make_socket(impl, srv, retry=retry) as sock:
+            await sock.join("room:1")
+            if impl.module is stx_trio:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trio.sleep_forever)
+                    srv.phoenix.refuse_handshake = 403
+                    srv.drop_all()
+                    await trio.sleep_forever()
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anyio.sleep_forever)
+                    srv.phoenix.refuse_handshake = 403
+                    srv.drop_all()
+                    await anyio.sleep_forever()
+
+
+async def test_a_refused_leave_changes_nothing(impl: Impl, srv: TestServer) -> None:
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv) as sock:
+            ch = await sock.join("room:1")
+            with pytest.raises(UsageError, match="timeout"):
+                await ch.leave(timeout=0)
+            assert await ch.push("still", {"ok": 1}) == {"ok": 1}
+            await ch.leave()
+            assert ch.closed
+
+
+async def test_a_cancelled_push_that_was_not_sent_never_goes_out(
+    impl: Impl, srv: TestServer
+) -> None:
+    # A bot that times out on place_order and places it again must not place it twice.
+    patient = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, max_refusals=None)
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv, retry=patient) as sock:
+            ch = await sock.join("room:1")
+            srv.phoenix.refuse_handshake = 403  # the reconnect waits: pushes are buffered
+            srv.drop_all()
+            while sock.connected:
+                await anyio.sleep(0.01)
+            with anyio.move_on_after(0.2):
+                await ch.push("place_order", {"qty": 100})
+            srv.phoenix.refuse_handshake = None
+            await srv.wait_for_join("room:1", count=2)
+            assert await ch.push("place_order", {"qty": 100}) == {"qty": 100}
+    assert [m.payload for m in frames(srv, "place_order")] == [{"qty": 100}]
+    assert not sock._router._pushes
+
+
+async def test_a_cancelled_push_that_was_sent_is_forgotten(impl: Impl, srv: TestServer) -> None:
+    srv.phoenix.reply_delay = 60.0
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv) as sock:
+            ch = await sock.join("room:1")
+            with anyio.move_on_after(0.05):
+                await ch.push("slow", {})
+            assert not sock._router._pushes  # nobody waits for that reply any more
+            srv.phoenix.reply_delay = 0.0
+            assert await ch.push("fast", {"n": 1}) == {"n": 1}
+
+
+async def test_a_refused_rejoin_ends_the_channel_with_join_error_and_a_warning(
+    impl: Impl, srv: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After a deploy the server may no longer know the topic: the channel is closed for good,
+    # and its reader and the log say so instead of ending as if the user had left.
+    srv.phoenix.route("market:*")
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv) as sock:
+            ch = await sock.join("market:1")
+            gone = {"reason": "unmatched topic"}  # what Phoenix answers for a removed route
+            srv.phoenix.route("market:*", on_join=lambda t, p, c: ("error", gone))
+            srv.drop_all()
+            with pytest.raises(JoinError, match="rejoin refused") as info:
+                async for _ in ch:
+                    pass
+    assert info.value.response == {"reason": "unmatched topic"}
+    assert any(
+        r.levelname == "WARNING" and "closed for good: join_failed" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_overflow_error_does_not_go_with_queue_dispatch(impl: Impl, srv: TestServer) -> None:
+    with pytest.raises(UsageError, match="does not go with"):
+        make_socket(impl, srv, dispatch="queue", overflow="error")
+
+
+async def test_overflow_warnings_use_the_drivers_logger(
+    impl: Impl, srv: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv, dispatch="queue", queue_size=1) as sock:
+            await sock.join("room:1")
+            for n in range(3):
+                srv.phoenix.broadcast("room:1", "tick", {"n": n})
+            while sock.stats.dropped < 1:
+                await anyio.sleep(0.01)
+    overflow = [r for r in caplog.records if "queue full" in r.getMessage()]
+    assert overflow and {r.name for r in overflow} == {impl.logger}
+
+
+async def test_a_leave_racing_close_from_another_task(impl: Impl, srv: TestServer) -> None:
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv) as sock:
+            ch = await sock.join("room:1")
+            sock._client.close(impl.runtime.now())  # as if close() ran in another task
+            sock._abandon(ch)  # the cancelled-join path: must not raise nor mark it leaving
+            assert not ch._rec.leaving
