@@ -437,6 +437,10 @@ class Client:
         engine = self._engine
         if engine is not None and error is None:
             events = engine.receive_eof()
+            if state is SocketState.HANDSHAKING:
+                # The stream ended before the server answered: a network failure, not a
+                # protocol error, unless a refusal had started to arrive.
+                events = [ev for ev in events if type(ev) is WsRejected]
             self._on_ws_events(now, events)
             if self._engine is None:  # the EOF ended the connection (close, refusal)
                 return
@@ -448,6 +452,8 @@ class Client:
             self._lost(now, DisconnectReason.SERVER_CLOSED, code, reason)
         elif error is not None:
             self._lost(now, DisconnectReason.TRANSPORT_ERROR, detail=error)
+        elif state is SocketState.HANDSHAKING:
+            self._lost(now, DisconnectReason.TRANSPORT_CLOSED, detail="closed during the handshake")
         else:
             self._lost(now, DisconnectReason.TRANSPORT_CLOSED)
 

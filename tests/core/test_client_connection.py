@@ -1357,3 +1357,28 @@ def test_close_fails_pushes_still_waiting_for_their_join_at_once(make_link: Make
     link.client.close(link.now)
     (failed,) = [o for o in drain(link.client) if isinstance(o, PushFailed)]
     assert failed == PushFailed("a", ref, PushFailure.SOCKET_CLOSED, False)
+
+
+def test_eof_during_the_handshake_is_a_network_failure() -> None:
+    client = Client(URL, rng=Random(0))
+    client.connect(0.0)
+    client.transport_opened(0.0)
+    drain(client)
+    client.transport_closed(0.5)  # the peer hung up before answering the upgrade
+    (dis,) = [o for o in drain(client) if isinstance(o, Disconnected)]
+    assert dis.reason is DisconnectReason.TRANSPORT_CLOSED
+    assert dis.detail == "closed during the handshake"
+
+
+def test_eof_in_the_middle_of_a_refusal_still_reports_the_refusal() -> None:
+    client = Client(URL, rng=Random(0))
+    client.connect(0.0)
+    client.transport_opened(0.0)
+    drain(client)
+    client.receive_data(0.1, b"HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\n\r\nbad tok")
+    client.transport_closed(0.2)
+    out = drain(client)
+    (refused,) = [o for o in out if isinstance(o, HandshakeRefused)]
+    assert (refused.status_code, refused.body) == (403, b"bad tok")
+    (dis,) = [o for o in out if isinstance(o, Disconnected)]
+    assert dis.reason is DisconnectReason.HANDSHAKE_REFUSED
