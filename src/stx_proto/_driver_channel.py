@@ -31,6 +31,9 @@ Handler = Callable[[ChannelMessage], object]
 H = TypeVar("H", bound=Handler)
 
 
+_HOW_TO_READ = "pass on_message=, add ch.on(event, handler), or iterate it with async for"
+
+
 class Channel:
     """A channel joined with ``Socket.join``.
 
@@ -56,8 +59,12 @@ class Channel:
         self._socket = socket
         self._on_message = on_message
         self._handlers: dict[str, list[Handler]] = {}
+        # Until someone reads it, the buffer's name says how to (its overflow warning
+        # quotes it): a channel joined only to push would otherwise fill up unexplained.
         self._buffer: MessageQueue | None = (
-            socket._dispatcher.new_queue(f"channel {topic!r}") if buffer else None
+            socket._dispatcher.new_queue(f"channel {topic!r} (unread: {_HOW_TO_READ})")
+            if buffer
+            else None
         )
         self._rec: ChannelRecord[Any] = ChannelRecord(topic, self, None)
 
@@ -138,7 +145,9 @@ class Channel:
 
     def __aiter__(self) -> AsyncIterator[ChannelMessage]:
         buffer = self._buffer
-        if buffer is None:
+        if buffer is not None:
+            buffer.queue.name = f"channel {self.topic!r}"
+        else:
             buffer = self._buffer = self._socket._dispatcher.new_queue(f"channel {self.topic!r}")
             if self._rec.closed:
                 buffer.close(self._end_error())

@@ -1506,3 +1506,22 @@ async def test_a_leave_racing_close_from_another_task(impl: Impl, srv: TestServe
             sock._client.close(impl.runtime.now())  # as if close() ran in another task
             sock._abandon(ch)  # the cancelled-join path: must not raise nor mark it leaving
             assert not ch._rec.leaving
+
+
+async def test_an_unread_channel_says_how_to_read_it_when_it_overflows(
+    impl: Impl, srv: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A channel joined only to push still receives broadcasts; held for a reader that never
+    # comes, they overflow: the warning says why, and the loss is counted.
+    with anyio.fail_after(LIMIT):
+        async with make_socket(impl, srv, queue_size=2) as sock:
+            ch = await sock.join("room:1")
+            for n in range(4):
+                srv.phoenix.broadcast("room:1", "tick", {"n": n})
+            while sock.stats.dropped < 2:
+                await anyio.sleep(0.01)
+            async for msg in ch:  # a late reader gets the newest two
+                assert msg.payload == {"n": 2}
+                break
+    (warning,) = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+    assert "unread: pass on_message=" in warning
