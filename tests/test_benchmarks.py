@@ -20,3 +20,26 @@ def test_core_throughput_quick(
     for label in ("bare wsproto + json", "stx_proto (stdlib)", "stx_proto (orjson)"):
         assert label in out
     assert "msg/s" in out
+
+
+def test_driver_throughput_quick(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["driver_throughput.py", "--quick"])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script adds benchmarks/ to it
+    runpy.run_path(str(BENCHMARKS / "driver_throughput.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    # Each row: the label (26 wide), the rate, the time, and the messages dropped (none).
+    rows = {line[:26].strip(): line.split() for line in out.splitlines() if "/s " in line}
+    assert sorted(label for label, row in rows.items() if "msg/s" in row) == [
+        "stx_anyio asyncio inline",
+        "stx_anyio asyncio queue",
+        "stx_anyio asyncio task",
+        "stx_anyio trio inline",
+        "stx_trio inline",
+    ]
+    assert sorted(label for label, row in rows.items() if "rt/s" in row) == [
+        "stx_anyio asyncio",
+        "stx_trio",
+    ]
+    assert all(row[-1] == "0" for row in rows.values())

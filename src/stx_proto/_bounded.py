@@ -59,6 +59,9 @@ class BoundedQueue(Generic[T]):
         self._on_drop = on_drop
         self._burst = False
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def __bool__(self) -> bool:
         return bool(self._items)
 

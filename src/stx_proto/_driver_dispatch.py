@@ -96,6 +96,13 @@ class DispatcherBase(ABC):
         """True while handler work is queued (the pump then lets the dispatcher run)."""
         return bool(self._work.queue)
 
+    def backlog(self) -> MessageQueue | None:
+        """The queue that is more than half full (handler work, or ``sock.messages()``)."""
+        messages = self.messages
+        if messages is not None:
+            return messages if messages.backlogged else None
+        return self._work if self._work.backlogged else None
+
     # ------------------------------------------------------------------------------------
     # Input (from the pump: synchronous, never blocks)
 

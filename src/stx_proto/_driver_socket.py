@@ -92,6 +92,9 @@ HeadersSource: TypeAlias = (
 
 CHUNK = 65536  # bytes per read
 INBOX_LIMIT = 16  # chunks read ahead of the pump before the reader waits
+#: The longest the pump holds back reads while the handlers catch up (per read): long enough
+#: for a starved dispatcher to drain, short enough that heartbeats and timers stay on time.
+MAX_PAUSE = 0.05
 DATA, OPENED, ENDED = 0, 1, 2  # inbox item kinds
 
 
@@ -383,6 +386,7 @@ class SocketBase(ABC, Generic[TlsT]):
         self._inbox: deque[tuple[ConnectionBase[Any], int, Any]] = deque()
         self._wakeup = Signal(runtime.event)
         self._room = Signal(runtime.event)
+        self._pause_until: float | None = None  # reads held back (back-pressure) until then
         self._fatal: StxWsError | None = None
         self._block_cancelled = False  # the pump cancelled the body to raise self._fatal
 
@@ -683,6 +687,20 @@ class SocketBase(ABC, Generic[TlsT]):
                 client.handle_timer(now)
                 continue
             if inbox:
+                backlog = self._dispatcher.backlog()
+                if backlog is not None:
+                    # Back-pressure: let the consumers drain to half before the next read,
+                    # for at most MAX_PAUSE; then read on (the overflow policy applies).
+                    pause_until = self._pause_until
+                    if pause_until is None:
+                        pause_until = self._pause_until = now + MAX_PAUSE
+                        backlog.notify_when_drained(self._wake)
+                    if now < pause_until:
+                        await self._sleep(
+                            pause_until if deadline is None else min(deadline, pause_until)
+                        )
+                        continue
+                self._pause_until = None
                 self._feed(inbox.popleft(), now)
                 self._room.set()  # the reader re-checks the inbox's length
                 if self._dispatcher.pending:

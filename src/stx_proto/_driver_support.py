@@ -77,15 +77,25 @@ class MessageQueue:
     ``error`` then, if given).
     """
 
-    __slots__ = ("_end", "_event", "_new_event", "closed", "iterated", "queue")
+    __slots__ = ("_end", "_event", "_new_event", "_on_low", "closed", "iterated", "queue")
 
     def __init__(self, queue: BoundedQueue[Any], new_event: Callable[[], AsyncEvent]) -> None:
         self.queue = queue
         self._new_event = new_event
         self._event = new_event()
         self._end: BaseException | None = None
+        self._on_low: Callable[[], object] | None = None
         self.closed = False
         self.iterated = False  # True once someone asked for an iterator
+
+    @property
+    def backlogged(self) -> bool:
+        """True while more than half full."""
+        return len(self.queue) > self.queue.maxsize // 2
+
+    def notify_when_drained(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once, when a consumer has taken it down to half full."""
+        self._on_low = callback
 
     def put(self, item: Any, topic: str) -> bool:
         """Queue ``item`` under the overflow policy; False if it was refused (see BoundedQueue)."""
@@ -118,7 +128,12 @@ class MessageQueue:
         queue = self.queue
         while True:
             if queue:
-                return queue.popleft()
+                item = queue.popleft()
+                on_low = self._on_low
+                if on_low is not None and len(queue) <= queue.maxsize // 2:
+                    self._on_low = None
+                    on_low()
+                return item
             if self.closed:
                 if self._end is not None:
                     raise self._end
