@@ -306,7 +306,10 @@ class SocketBase(ABC, Generic[TlsT]):
                 ``"queue"`` (no handlers: read :meth:`messages`).
             max_concurrency: the bound of ``dispatch="task"``.
             queue_size: the bound of every message queue (handlers, :meth:`messages`, a
-                channel's ``async for``).
+                channel's ``async for``). While the handler queue (or :meth:`messages`) is
+                over half full, reads wait up to 50 ms for it to drain; a read is handled
+                whole, so keep it well above what a few 64 KiB reads hold (about 200
+                messages of 300 bytes each).
             overflow: what a full queue does: ``"drop_oldest"``, ``"drop_newest"``, or
                 ``"error"`` (the message's channel is left and its iteration raises
                 :class:`QueueOverflowError`). Losses are counted in ``stats.dropped`` and

@@ -1525,3 +1525,34 @@ async def test_an_unread_channel_says_how_to_read_it_when_it_overflows(
                 break
     (warning,) = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
     assert "unread: pass on_message=" in warning
+
+
+@pytest.mark.parametrize("dispatch", ["inline", "task", "queue"])
+async def test_a_burst_far_larger_than_the_queue_loses_nothing_with_fast_consumers(
+    impl: Impl, srv: TestServer, dispatch: str
+) -> None:
+    # Regression: the pump fed a whole read (hundreds of messages) per loop pass while the task
+    # dispatcher started about one handler per pass, so a burst overflowed a queue that fast
+    # handlers could easily keep up with. Reads now wait (briefly) for the queue to drain.
+    # (A read is handled whole, so the queue must hold a few reads: ~240 such messages each.)
+    count = 5000
+    got: list[int] = []
+    with anyio.fail_after(LIMIT * 2):
+        async with make_socket(impl, srv, dispatch=dispatch, queue_size=1000) as sock:
+            if dispatch == "queue":
+                await sock.join("room:1")
+            else:
+                await sock.join("room:1", on_message=lambda m: got.append(m.payload["n"]))
+            conn = srv.phoenix.joined("room:1")[0]
+            for n in range(count):
+                conn.broadcast("room:1", "tick", {"n": n, "pad": "x" * 200})
+            if dispatch == "queue":
+                async for msg in sock.messages():
+                    got.append(msg.payload["n"])
+                    if len(got) == count:
+                        break
+            else:
+                while len(got) < count:
+                    await anyio.sleep(0.01)
+            assert sock.stats.dropped == 0
+    assert got == list(range(count))
