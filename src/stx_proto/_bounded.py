@@ -41,7 +41,7 @@ class BoundedQueue(Generic[T]):
     never be lost (lifecycle hooks).
     """
 
-    __slots__ = ("_burst", "_items", "_logger", "_on_drop", "maxsize", "name", "policy")
+    __slots__ = ("_burst", "_items", "_logger", "_on_drop", "hint", "maxsize", "name", "policy")
 
     def __init__(
         self,
@@ -53,6 +53,7 @@ class BoundedQueue(Generic[T]):
     ) -> None:
         self._items: deque[T] = deque()
         self._logger = logger
+        self.hint = ""  # appended to the overflow warning (what the user can do about it)
         self.maxsize = maxsize
         self.policy = policy
         self.name = name
@@ -81,11 +82,12 @@ class BoundedQueue(Generic[T]):
             self._burst = True
             self._logger.warning(
                 "%s queue full (%d messages, first overflow on %r): %s; further losses in "
-                "this burst are only counted in stats.dropped",
+                "this burst are only counted in stats.dropped%s",
                 self.name,
                 self.maxsize,
                 topic,
                 "failing the channel" if self.policy == "error" else self.policy.replace("_", " "),
+                self.hint,
             )
         if self.policy == "drop_oldest":
             items.popleft()

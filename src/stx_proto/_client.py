@@ -246,11 +246,16 @@ class Client:
         self._codec = resolve_codec(json)
         self._serializer = make_serializer(vsn, self._codec)
         self._timeout = _positive("timeout", timeout)
-        self._connect_timeout = _positive("connect_timeout", connect_timeout or timeout)
+        self._connect_timeout = _positive(
+            "connect_timeout", timeout if connect_timeout is None else connect_timeout
+        )
         self._close_timeout = _positive("close_timeout", close_timeout)
         if heartbeat_interval is not None:
             _positive("heartbeat_interval", heartbeat_interval)
-            hb_timeout = _positive("heartbeat_timeout", heartbeat_timeout or heartbeat_interval)
+            hb_timeout = _positive(
+                "heartbeat_timeout",
+                heartbeat_interval if heartbeat_timeout is None else heartbeat_timeout,
+            )
             self._heartbeat: Heartbeat | None = Heartbeat(heartbeat_interval, hb_timeout)
         else:
             self._heartbeat = None

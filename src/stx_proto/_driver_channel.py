@@ -31,7 +31,10 @@ Handler = Callable[[ChannelMessage], object]
 H = TypeVar("H", bound=Handler)
 
 
-_HOW_TO_READ = "pass on_message=, add ch.on(event, handler), or iterate it with async for"
+_UNREAD_HINT = (
+    "; nobody reads this channel yet: pass on_message=, add ch.on(event, handler), "
+    "or iterate it with async for"
+)
 
 
 class Channel:
@@ -59,13 +62,12 @@ class Channel:
         self._socket = socket
         self._on_message = on_message
         self._handlers: dict[str, list[Handler]] = {}
-        # Until someone reads it, the buffer's name says how to (its overflow warning
-        # quotes it): a channel joined only to push would otherwise fill up unexplained.
-        self._buffer: MessageQueue | None = (
-            socket._dispatcher.new_queue(f"channel {topic!r} (unread: {_HOW_TO_READ})")
-            if buffer
-            else None
-        )
+        self._buffer: MessageQueue | None = None
+        if buffer:
+            self._buffer = socket._dispatcher.new_queue(f"channel {topic!r}")
+            # Until someone reads it, its overflow warning says how to: a channel joined only
+            # to push would otherwise fill up unexplained.
+            self._buffer.queue.hint = _UNREAD_HINT
         self._rec: ChannelRecord[Any] = ChannelRecord(topic, self, None)
 
     # ------------------------------------------------------------------------------------
@@ -146,7 +148,7 @@ class Channel:
     def __aiter__(self) -> AsyncIterator[ChannelMessage]:
         buffer = self._buffer
         if buffer is not None:
-            buffer.queue.name = f"channel {self.topic!r}"
+            buffer.queue.hint = ""
         else:
             buffer = self._buffer = self._socket._dispatcher.new_queue(f"channel {self.topic!r}")
             if self._rec.closed:

@@ -1382,3 +1382,10 @@ def test_eof_in_the_middle_of_a_refusal_still_reports_the_refusal() -> None:
     assert (refused.status_code, refused.body) == (403, b"bad tok")
     (dis,) = [o for o in out if isinstance(o, Disconnected)]
     assert dis.reason is DisconnectReason.HANDSHAKE_REFUSED
+
+
+@pytest.mark.parametrize("option", ["connect_timeout", "heartbeat_timeout", "timeout"])
+def test_a_zero_timeout_is_refused_not_replaced_by_a_default(option: str) -> None:
+    options: dict[str, Any] = {option: 0}
+    with pytest.raises(UsageError, match=f"{option} must be > 0"):
+        Client(URL, **options)
