@@ -305,10 +305,8 @@ def _encode_failed(topic: Any, event: Any, exc: BaseException) -> UsageError:
 # Serializers
 
 
-class V2Serializer:
-    """vsn 2.0.0: JSON array text frames, and binary frames for ``bytes`` payloads (the default)."""
-
-    vsn = "2.0.0"
+class _JsonSerializer:
+    """What both JSON serializers hold: the codec, and its functions bound once."""
 
     __slots__ = ("_dumps", "_loads", "codec")
 
@@ -318,7 +316,15 @@ class V2Serializer:
         self._loads = codec.loads
 
     def __repr__(self) -> str:
-        return f"V2Serializer({self.codec!r})"
+        return f"{type(self).__name__}({self.codec!r})"
+
+
+class V2Serializer(_JsonSerializer):
+    """vsn 2.0.0: JSON array text frames, and binary frames for ``bytes`` payloads (the default)."""
+
+    vsn = "2.0.0"
+
+    __slots__ = ()
 
     def encode(
         self, join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any
@@ -375,7 +381,7 @@ class V2Serializer:
         return _decode_server_binary(data)
 
 
-class V1Serializer:
+class V1Serializer(_JsonSerializer):
     """vsn 1.0.0: JSON object text frames, no binary frames, no join_ref from the server.
 
     With this version the client cannot tell a stale message (from an earlier join of the same
@@ -384,15 +390,7 @@ class V1Serializer:
 
     vsn = "1.0.0"
 
-    __slots__ = ("_dumps", "_loads", "codec")
-
-    def __init__(self, codec: JsonCodec) -> None:
-        self.codec = codec
-        self._dumps = codec.dumps
-        self._loads = codec.loads
-
-    def __repr__(self) -> str:
-        return f"V1Serializer({self.codec!r})"
+    __slots__ = ()
 
     def encode(
         self, join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any
