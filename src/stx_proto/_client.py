@@ -659,8 +659,8 @@ class Client:
                 self._push_timed_out(key[1])
             elif kind == _JOIN:
                 self._join_timed_out(now, self._channels[key[1]])
-            elif kind == _REJOIN:
-                self._rejoin_due(now, self._channels[key[1]])
+            elif kind == _REJOIN:  # armed only while the socket is open; cancelled on a drop
+                self._send_join(now, self._channels[key[1]])
             elif kind == _LEAVE:
                 self._close_channel(self._channels[key[1]], ChannelCloseReason.LEFT)
             elif key == _HEARTBEAT:
@@ -1083,10 +1083,6 @@ class Client:
         at = now + self._rejoin.delay(ch.rejoin_attempts, self._rng)
         self._timers.set((_REJOIN, ch.topic), at)
         return at
-
-    def _rejoin_due(self, now: float, ch: Channel) -> None:
-        # The timer is only armed while the socket is open and cancelled when it drops.
-        self._send_join(now, ch)
 
     def _close_channel(
         self,
