@@ -929,7 +929,7 @@ class Client:
         elif event in (PHX_ERROR, PHX_CLOSE):
             # Phoenix sends both with ref = the join_ref, which survives on vsn 1.0.0 where
             # join_ref itself is absent: an earlier join's close must not close this one.
-            if (join_ref is None and ref is not None and ref != ch.join_ref) or (
+            if (not join_ref and ref is not None and ref != ch.join_ref) or (
                 self._state is SocketState.CLOSING
             ):
                 self.stats.stale_dropped += 1
