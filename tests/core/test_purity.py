@@ -3,7 +3,7 @@
 Two checks. A fresh interpreter imports every stx_proto module (stx_proto.testing included);
 then none of the forbidden modules may be loaded (``time`` aside: the interpreter loads it
 itself), and no stx_proto module may hold a forbidden module or anything defined in one. And no
-import statement in any file of src/stx_proto names one of them.
+import statement in any file of stx_proto names one of them.
 """
 
 from __future__ import annotations
