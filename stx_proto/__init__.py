@@ -6,7 +6,7 @@ and carries out the commands it returns. See ``docs/core.md`` for the contract.
 """
 
 from ._channel import ChannelState
-from ._client import Client, CoreStats, SocketState
+from ._client import Client
 from ._codec import JsonCodec, OrjsonCodec, StdlibJsonCodec
 from ._errors import (
     ClientClosedError,
@@ -54,6 +54,8 @@ from ._events import (
 from ._message import ChannelMessage
 from ._presence import Presence, PresenceUpdate, list_presences, sync_diff, sync_state
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
+from ._socket_state import SocketState
+from ._stats import CoreStats
 from ._stx import STX_HOSTS, Channels, StxToken, stx_settings, stx_topic, stx_url
 
 __all__ = [

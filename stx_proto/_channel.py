@@ -1,4 +1,4 @@
-"""Channel state: the transition table, and the per-channel bookkeeping the client keeps.
+"""Channels: the transition table, each channel's record, and everything a channel does.
 
 Theory of operation
 -------------------
@@ -6,21 +6,55 @@ A channel exists from the user's ``join`` until it is closed for good. It is *li
 state but CLOSED. JOINING means "a join is wanted": the join frame is out when ``join_ref`` is
 set, otherwise it waits for the connection. ERRORED means "joined before, or tried, and broken":
 it rejoins when its rejoin timer fires (socket open) or at once when the socket reopens.
-LEAVING waits for the leave's reply (or ``phx_close``, or the leave timeout). The client moves
-channels only through :func:`transition`, so an input a state does not accept is a bug that
-fails loudly in tests instead of corrupting state quietly.
+LEAVING waits for the leave's reply (or ``phx_close``, or the leave timeout). Channels move
+only through :meth:`ChannelRecord.transition`, so an input a state does not accept is a bug
+that fails loudly in tests instead of corrupting state quietly.
+
+The client routes here everything that concerns one topic, as h2 keeps a stream's behaviour in
+its stream module: the user's join, push and leave; join, push and leave replies;
+``phx_error`` and ``phx_close``; the join, rejoin, leave and push deadlines; and what each
+channel does when the connection opens, drops or closes. :class:`ChannelSet` holds the live
+channels, the unresolved pushes, and the parts of the client they write to (its
+:class:`~._outbox.Outbox`, its timers, its counters). The client keeps the connection: its
+life cycle, the heartbeat, reconnects, and routing frames and timers to the channels.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from random import Random
+from typing import Any
 
-from ._errors import StxWsError
+from ._codec import JsonCodec
+from ._errors import StxWsError, UsageError
+from ._events import (
+    ChannelClosed,
+    ChannelCloseReason,
+    ChannelErrored,
+    DisconnectReason,
+    Joined,
+    JoinFailed,
+    PushFailed,
+    PushFailure,
+    ReplyReceived,
+)
+from ._message import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, ChannelMessage
+from ._outbox import Outbox
+from ._presence import Presence
+from ._retry import RetryPolicy
+from ._serializer import Serializer
+from ._stats import CoreStats
+from ._timers import TimerKey, TimerKind, TimerQueue
 
-if TYPE_CHECKING:
-    from ._presence import Presence
+RESERVED_EVENTS = frozenset({PHX_JOIN, PHX_LEAVE, PHX_REPLY, PHX_ERROR, PHX_CLOSE})
+UNMATCHED_TOPIC = "unmatched topic"
+
+_JOIN = TimerKind.JOIN
+_REJOIN = TimerKind.REJOIN
+_LEAVE = TimerKind.LEAVE
+_PUSH = TimerKind.PUSH
 
 
 class ChannelState(str, enum.Enum):
@@ -87,8 +121,8 @@ class Push:
         self.sent = False
 
 
-class Channel:
-    """The client's record of one topic."""
+class ChannelRecord:
+    """The client's record of one topic (the user's handle is the drivers' ``Channel``)."""
 
     __slots__ = (
         "buffer",
@@ -130,4 +164,430 @@ class Channel:
         return self.state
 
     def __repr__(self) -> str:
-        return f"<Channel {self.topic!r} {self.state.value} join_ref={self.join_ref!r}>"
+        return f"<ChannelRecord {self.topic!r} {self.state.value} join_ref={self.join_ref!r}>"
+
+
+def positive(name: str, value: float) -> float:
+    """``value`` if it is > 0; raises UsageError naming ``name`` otherwise."""
+    if not value > 0:
+        raise UsageError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def is_unmatched(response: Any) -> bool:
+    """True for Phoenix's "unmatched topic" error response (no channel for the topic)."""
+    return isinstance(response, Mapping) and response.get("reason") == UNMATCHED_TOPIC
+
+
+class ChannelSet:
+    """The live channels of one client, their pushes, and their behaviour.
+
+    ``is_open`` tells whether the WebSocket is open now. Every method that changes something
+    writes its frames and events to ``out``; the caller pulls them from the client.
+    """
+
+    __slots__ = (
+        "_codec",
+        "_is_open",
+        "_max_buffered",
+        "_out",
+        "_rejoin",
+        "_rng",
+        "_serializer",
+        "_stats",
+        "_timers",
+        "live",
+        "pushes",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        out: Outbox,
+        timers: TimerQueue[TimerKey],
+        serializer: Serializer,
+        codec: JsonCodec,
+        stats: CoreStats,
+        *,
+        timeout: float,
+        rejoin: RetryPolicy,
+        rng: Random,
+        max_buffered: int,
+        is_open: Callable[[], bool],
+    ) -> None:
+        self._out = out
+        self._timers = timers
+        self._serializer = serializer
+        self._codec = codec
+        self._stats = stats
+        self._rejoin = rejoin
+        self._rng = rng
+        self._max_buffered = max_buffered
+        self._is_open = is_open
+        self.timeout = timeout
+        self.live: dict[str, ChannelRecord] = {}  # by topic, in join order
+        self.pushes: dict[str, Push] = {}  # every unresolved push, by ref
+
+    # ------------------------------------------------------------------------------------
+    # The user's calls
+
+    def join(
+        self, now: float, topic: str, payload: Any, timeout: float | None, presence: Any
+    ) -> None:
+        """See :meth:`stx_proto.Client.join`."""
+        if not isinstance(topic, str) or not topic:
+            raise UsageError(f"topic must be a non-empty str, got {topic!r}")
+        timeout = self.timeout if timeout is None else positive("timeout", timeout)
+        existing = self.live.get(topic)
+        if existing is not None and existing.state is not ChannelState.LEAVING:
+            raise UsageError(f"{topic!r} is already {existing.state.value}; leave it first")
+        ch = ChannelRecord(topic, payload, timeout)
+        if presence is not False:
+            ch.presence = presence if isinstance(presence, Presence) else Presence()
+        frame = None
+        if self._is_open():
+            frame = self._join_frame(ch)  # raises before anything changes
+        elif not callable(payload):
+            self._encode(None, "0", topic, PHX_JOIN, {} if payload is None else payload)
+        if existing is not None:  # a join replaces a channel that is still leaving
+            self.close(existing, ChannelCloseReason.LEFT)
+        ch.transition(ChannelInput.JOIN)
+        self.live[topic] = ch
+        self._timers.set((_JOIN, topic), now + timeout)
+        if frame is not None:
+            ch.join_ref = frame[0]
+            self._out.send(frame[1])
+
+    def push(self, now: float, topic: str, event: str, payload: Any, timeout: float | None) -> str:
+        """See :meth:`stx_proto.Client.push`."""
+        ch = self.live.get(topic)
+        if ch is None:
+            raise UsageError(f"push {event!r} to {topic!r} before joining it")
+        if ch.state is ChannelState.LEAVING:
+            raise UsageError(f"push {event!r} to {topic!r} while leaving it")
+        if event in RESERVED_EVENTS:
+            raise UsageError(f"{event!r} is reserved by the protocol")
+        if payload is None:
+            payload = {}
+        timeout = self.timeout if timeout is None else positive("timeout", timeout)
+        ref = self._out.next_ref()
+        push = Push(topic, event, payload, ref, now + timeout)
+        if ch.state is ChannelState.JOINED:
+            self._out.send(self._encode(ch.join_ref, ref, topic, event, payload))
+            push.sent = True
+            ch.in_flight[ref] = push
+        else:
+            self._encode(None, ref, topic, event, payload)  # a bad payload fails here, not later
+            # Keep a copy, not the caller's object: what is sent must be what was pushed,
+            # even if the caller reuses or changes it before the join completes.
+            push.payload = self._snapshot(payload)
+            if len(ch.buffer) >= self._max_buffered:
+                self._out.emit(PushFailed(topic, ref, PushFailure.BUFFER_FULL))
+                return ref
+            ch.buffer.append(push)
+        self.pushes[ref] = push
+        self._timers.set((_PUSH, ref), push.deadline)
+        return ref
+
+    def cancel_push(self, ref: str) -> bool:
+        """See :meth:`stx_proto.Client.cancel_push`."""
+        push = self.pushes.get(ref)
+        if push is None or push.sent:
+            return False
+        self.live[push.topic].buffer.remove(push)
+        self._fail_push(push, PushFailure.CANCELLED)
+        return True
+
+    def leave(self, now: float, topic: str, timeout: float | None) -> None:
+        """See :meth:`stx_proto.Client.leave`."""
+        ch = self.live.get(topic)
+        if ch is None:
+            raise UsageError(f"leave {topic!r}: not joined")
+        if ch.state is ChannelState.LEAVING:
+            return
+        timeout = ch.timeout if timeout is None else positive("timeout", timeout)
+        if ch.join_ref is None or not self._is_open():
+            self.close(ch, ChannelCloseReason.LEFT)
+            return
+        self._timers.cancel((_JOIN, topic))
+        self._timers.cancel((_REJOIN, topic))
+        while ch.buffer:
+            self._fail_push(ch.buffer.popleft(), PushFailure.CHANNEL_CLOSED)
+        ch.transition(ChannelInput.LEAVE)
+        ch.leave_ref = ref = self._out.next_ref()
+        self._out.send(self._serializer.encode(ch.join_ref, ref, topic, PHX_LEAVE, {}))
+        self._timers.set((_LEAVE, topic), now + timeout)
+
+    # ------------------------------------------------------------------------------------
+    # Frames the client routed here (after its join_ref check)
+
+    def on_reply(self, now: float, ch: ChannelRecord, msg: ChannelMessage) -> None:
+        """A ``phx_reply`` for ``ch``: a push's, the join's or the leave's."""
+        ref = msg.ref
+        payload = msg.payload  # the serializer guarantees a dict with a str "status"
+        status: str = payload["status"]
+        response = payload.get("response")
+        push = ch.in_flight.pop(ref, None) if ref is not None else None
+        if push is not None:
+            del self.pushes[push.ref]
+            self._timers.cancel((_PUSH, push.ref))
+            self._out.emit(ReplyReceived(ch.topic, push.ref, status, response))
+            if (
+                status == "error"
+                and msg.join_ref is None
+                and is_unmatched(response)
+                and ch.state is ChannelState.JOINED
+            ):
+                # The server has no channel for this topic on this socket: it is not joined,
+                # whatever we thought. Rejoin instead of pushing into the void.
+                self._errored(now, ch, UNMATCHED_TOPIC, response)
+        elif ref is not None and ref == ch.join_ref and ch.state is ChannelState.JOINING:
+            self._join_replied(now, ch, status, response)
+        elif ref is not None and ref == ch.leave_ref:
+            self.close(ch, ChannelCloseReason.LEFT)
+        else:
+            self._stats.stale_dropped += 1
+
+    def on_phx_error(self, now: float, ch: ChannelRecord, payload: Any) -> None:
+        """The server's ``phx_error`` for ``ch``: its channel crashed."""
+        state = ch.state
+        if state is ChannelState.LEAVING:
+            self.close(ch, ChannelCloseReason.LEFT, payload)
+        elif state is ChannelState.ERRORED:
+            self._stats.stale_dropped += 1
+        else:
+            self._errored(now, ch, PHX_ERROR, payload)
+
+    def on_phx_close(self, ch: ChannelRecord, payload: Any) -> None:
+        """The server's ``phx_close`` for ``ch``: closed for good (the leave done, if leaving)."""
+        reason = (
+            ChannelCloseReason.LEFT
+            if ch.state is ChannelState.LEAVING
+            else ChannelCloseReason.SERVER_CLOSED
+        )
+        self.close(ch, reason, payload)
+
+    # ------------------------------------------------------------------------------------
+    # Deadlines
+
+    def on_timer(self, now: float, kind: TimerKind, name: str) -> None:
+        """A channel's (JOIN, REJOIN, LEAVE: ``name`` is the topic) or a push's (PUSH: the
+        ref) deadline passed."""
+        if kind is _PUSH:
+            self._push_timed_out(name)
+            return
+        ch = self.live[name]  # closing a channel cancels its timers
+        if kind is _JOIN:
+            self._join_timed_out(now, ch)
+        elif kind is _REJOIN:  # armed only while the socket is open; cancelled on a drop
+            self._send_join(now, ch)
+        else:
+            self.close(ch, ChannelCloseReason.LEFT)
+
+    # ------------------------------------------------------------------------------------
+    # The connection's news
+
+    def rejoin_all(self, now: float) -> None:
+        """The WebSocket opened: join every channel waiting for it, in join order."""
+        for ch in list(self.live.values()):
+            state = ch.state
+            # Always true today (a lost connection leaves every channel errored, or joining
+            # with no join out, and closes those leaving); kept so no channel is joined twice.
+            if state is ChannelState.ERRORED or (  # pragma: no branch
+                state is ChannelState.JOINING and ch.join_ref is None
+            ):
+                self._timers.cancel((_REJOIN, ch.topic))
+                ch.rejoin_attempts = 0
+                self._send_join(now, ch)
+
+    def connection_lost(self, reason: DisconnectReason) -> None:
+        """The connection dropped: pushes in flight fail, channels error (or close, if leaving)."""
+        for ch in list(self.live.values()):
+            for push in list(ch.in_flight.values()):
+                self._fail_push(push, PushFailure.CONNECTION_LOST)
+            ch.in_flight.clear()
+            state = ch.state
+            if state is ChannelState.LEAVING:
+                self.close(ch, ChannelCloseReason.LEFT)
+                continue
+            self._timers.cancel((_REJOIN, ch.topic))
+            if state is ChannelState.ERRORED or ch.join_ref is None:
+                continue  # already broken, or a first join still waiting for a connection
+            ch.transition(ChannelInput.ERROR)
+            ch.join_ref = None
+            if ch.joined_once:
+                # A rejoin attempt in flight is moot; the first join keeps its overall deadline.
+                self._timers.cancel((_JOIN, ch.topic))
+                self._out.emit(ChannelErrored(ch.topic, reason.value))
+
+    def leave_all_for_close(self) -> None:
+        """close() leaves every channel: unsent pushes fail, sent ones wait for the close."""
+        for ch in self.live.values():
+            topic = ch.topic
+            self._timers.cancel((_JOIN, topic))
+            self._timers.cancel((_REJOIN, topic))
+            while ch.buffer:
+                self._fail_push(ch.buffer.popleft(), PushFailure.SOCKET_CLOSED)
+            state = ch.state
+            if ch.join_ref is not None and (
+                state is ChannelState.JOINED or state is ChannelState.JOINING
+            ):
+                ref = self._out.next_ref()
+                self._out.send(self._serializer.encode(ch.join_ref, ref, topic, PHX_LEAVE, {}))
+                ch.transition(ChannelInput.LEAVE)
+
+    def shut_down(self) -> None:
+        """The client closed for good: every channel closes, every push fails."""
+        for ch in list(self.live.values()):
+            self.close(ch, ChannelCloseReason.SOCKET_CLOSED, push_reason=PushFailure.SOCKET_CLOSED)
+
+    # ------------------------------------------------------------------------------------
+    # Joins
+
+    def _join_frame(self, ch: ChannelRecord) -> tuple[str, str | bytes]:
+        payload = ch.join_payload() if callable(ch.join_payload) else ch.join_payload
+        ref = self._out.next_ref()
+        return ref, self._encode(ref, ref, ch.topic, PHX_JOIN, {} if payload is None else payload)
+
+    def _send_join(self, now: float, ch: ChannelRecord) -> None:
+        try:
+            ref, frame = self._join_frame(ch)
+        except Exception as exc:  # the user's payload callable failed, or its result
+            self._join_failed(
+                now, ch, {"reason": "join payload failed", "error": repr(exc)}, final=False
+            )
+            return
+        ch.transition(ChannelInput.REJOIN)
+        ch.join_ref = ref
+        self._out.send(frame)
+        if ch.joined_once:
+            self._timers.set((_JOIN, ch.topic), now + ch.timeout)
+
+    def _join_replied(self, now: float, ch: ChannelRecord, status: str, response: Any) -> None:
+        self._timers.cancel((_JOIN, ch.topic))
+        if status != "ok":
+            self._join_failed(now, ch, response, final=is_unmatched(response))
+            return
+        ch.transition(ChannelInput.JOIN_OK)
+        ch.joined_at = now
+        join_ref = ch.join_ref
+        assert join_ref is not None  # a reply matched it
+        self._out.emit(Joined(ch.topic, response, join_ref, ch.joined_once))
+        ch.joined_once = True
+        buffer = ch.buffer
+        out = self._out
+        while buffer:
+            push = buffer.popleft()
+            out.send(
+                self._serializer.encode(join_ref, push.ref, ch.topic, push.event, push.payload)
+            )
+            push.sent = True
+            ch.in_flight[push.ref] = push
+
+    def _join_timed_out(self, now: float, ch: ChannelRecord) -> None:
+        if ch.join_ref is not None and self._is_open():
+            # Tell the server to drop the join it may still complete (phoenix.js does too).
+            ref = self._out.next_ref()
+            self._out.send(self._serializer.encode(ch.join_ref, ref, ch.topic, PHX_LEAVE, {}))
+        self._join_failed(now, ch, None, final=False, timed_out=True)
+
+    def _join_failed(
+        self, now: float, ch: ChannelRecord, response: Any, *, final: bool, timed_out: bool = False
+    ) -> None:
+        """A join attempt failed. The user's first join fails for good; a rejoin retries."""
+        if final or not ch.joined_once:
+            self._out.emit(JoinFailed(ch.topic, response, timed_out))
+            self.close(ch, ChannelCloseReason.JOIN_FAILED, response)
+            return
+        if ch.state is ChannelState.JOINING:
+            ch.transition(ChannelInput.JOIN_RETRY)
+        ch.join_ref = None
+        self._out.emit(JoinFailed(ch.topic, response, timed_out, self._schedule_rejoin(now, ch)))
+
+    def _errored(self, now: float, ch: ChannelRecord, reason: str, payload: Any) -> None:
+        for push in list(ch.in_flight.values()):
+            self._fail_push(push, PushFailure.CHANNEL_ERRORED)
+        ch.in_flight.clear()
+        if not ch.joined_once:
+            # The user's first join broke before it completed: that join has failed.
+            self._join_failed(now, ch, payload, final=True)
+            return
+        self._timers.cancel((_JOIN, ch.topic))
+        if now - ch.joined_at >= self._rejoin.stable_after:
+            ch.rejoin_attempts = 0  # it stayed joined a while: not a crash loop
+        ch.transition(ChannelInput.ERROR)
+        ch.join_ref = None
+        self._out.emit(ChannelErrored(ch.topic, reason, payload, self._schedule_rejoin(now, ch)))
+
+    def _schedule_rejoin(self, now: float, ch: ChannelRecord) -> float | None:
+        # Unreachable today: rejoins are only scheduled on a frame or a rejoin timer, and both
+        # need the socket open. Kept as the safe answer should that change.
+        if not self._is_open():  # pragma: no cover
+            return None  # rejoined as soon as the socket reopens
+        ch.rejoin_attempts += 1
+        at = now + self._rejoin.delay(ch.rejoin_attempts, self._rng)
+        self._timers.set((_REJOIN, ch.topic), at)
+        return at
+
+    def close(
+        self,
+        ch: ChannelRecord,
+        reason: ChannelCloseReason,
+        payload: Any = None,
+        *,
+        push_reason: PushFailure = PushFailure.CHANNEL_CLOSED,
+    ) -> None:
+        """Close ``ch`` for good: its timers stop, its pushes fail, ChannelClosed follows."""
+        topic = ch.topic
+        ch.transition(ChannelInput.CLOSE)
+        del self.live[topic]
+        timers = self._timers
+        timers.cancel((_JOIN, topic))
+        timers.cancel((_REJOIN, topic))
+        timers.cancel((_LEAVE, topic))
+        for push in ch.buffer:
+            self._fail_push(push, push_reason)
+        for push in ch.in_flight.values():
+            self._fail_push(push, push_reason)
+        ch.buffer.clear()
+        ch.in_flight.clear()
+        self._out.emit(ChannelClosed(topic, reason, payload))
+
+    # ------------------------------------------------------------------------------------
+    # Pushes
+
+    def _push_timed_out(self, ref: str) -> None:
+        push = self.pushes.pop(ref)
+        ch = self.live[push.topic]  # a closed channel has failed all its pushes
+        if push.sent:
+            del ch.in_flight[ref]
+        else:
+            ch.buffer.remove(push)
+        self._out.emit(PushFailed(push.topic, ref, PushFailure.TIMEOUT, push.sent))
+
+    def _fail_push(self, push: Push, reason: PushFailure) -> None:
+        del self.pushes[push.ref]
+        self._timers.cancel((_PUSH, push.ref))
+        self._out.emit(PushFailed(push.topic, push.ref, reason, push.sent))
+
+    def _encode(
+        self, join_ref: str | None, ref: str, topic: str, event: str, payload: Any
+    ) -> str | bytes:
+        # The serializer turns every failure to encode into a UsageError naming event and topic.
+        frame = self._serializer.encode(join_ref, ref, topic, event, payload)
+        if type(frame) is str and not frame.isascii():
+            # JSON text may hold a lone surrogate, which no WebSocket text frame can carry:
+            # refuse it here, where the caller can be told, not while sending.
+            try:
+                frame.encode()
+            except UnicodeEncodeError as exc:
+                raise UsageError(
+                    f"cannot encode the payload of {event!r} to {topic!r} as UTF-8: {exc}"
+                ) from None
+        return frame
+
+    def _snapshot(self, payload: Any) -> Any:
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            return bytes(payload)
+        codec = self._codec
+        return codec.loads(codec.dumps(payload))

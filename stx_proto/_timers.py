@@ -1,4 +1,4 @@
-"""A keyed timer queue: the core's only notion of time.
+"""A keyed timer queue: the core's only notion of time, and the kinds of deadline it holds.
 
 Each key has at most one deadline. Re-arming a key replaces its deadline; cancelling forgets it.
 The heap keeps stale entries and skips them lazily, so arming, cancelling and finding the next
@@ -7,11 +7,31 @@ deadline all stay O(log n) however many pushes are in flight.
 
 from __future__ import annotations
 
+import enum
 import heapq
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+class TimerKind(enum.Enum):
+    """What a deadline is for. A key is ``(kind, name)``: the topic of a channel's timers, the
+    ref of a push's, and ``""`` for the connection's own."""
+
+    HEARTBEAT = "heartbeat"  # the next heartbeat is due
+    HEARTBEAT_REPLY = "heartbeat_reply"  # the pending heartbeat's reply is overdue
+    CONNECT = "connect"  # open plus handshake took too long
+    RECONNECT = "reconnect"  # the backoff is over: connect again
+    CLOSE = "close"  # the server never answered our close frame
+    JOIN = "join"  # a join (or rejoin attempt) got no reply in time
+    REJOIN = "rejoin"  # an errored channel's backoff is over: rejoin it
+    LEAVE = "leave"  # a leave got no reply in time
+    PUSH = "push"  # a push got no reply in time
+
+
+#: A timer key: the kind, and the topic, the push ref, or "" for the connection's timers.
+TimerKey = tuple[TimerKind, str]
 
 # Rebuild the heap when it holds more than this many times its live entries (plus slack).
 _COMPACT_FACTOR = 2

@@ -11,8 +11,8 @@ import pytest
 
 from stx_proto._channel import (
     TRANSITIONS,
-    Channel,
     ChannelInput,
+    ChannelRecord,
     ChannelState,
     IllegalTransition,
     Push,
@@ -350,7 +350,7 @@ _EXPECTED_CHANNEL_TABLE = {
 @pytest.mark.parametrize("state", list(ChannelState))
 @pytest.mark.parametrize("event", list(ChannelInput))
 def test_channel_transition_every_pair(state: ChannelState, event: ChannelInput) -> None:
-    ch = Channel("t", None, 1.0)
+    ch = ChannelRecord("t", None, 1.0)
     ch.state = state
     expected = _EXPECTED_CHANNEL_TABLE.get((state.value, event.value))
     if expected is None:
@@ -364,14 +364,14 @@ def test_channel_transition_every_pair(state: ChannelState, event: ChannelInput)
 
 
 def test_channel_record_and_push() -> None:
-    ch = Channel("room:1", {"a": 1}, 5.0)
+    ch = ChannelRecord("room:1", {"a": 1}, 5.0)
     assert ch.state is ChannelState.CLOSED
     assert (ch.join_ref, ch.leave_ref, ch.joined_once, ch.rejoin_attempts) == (None, None, False, 0)
     assert not ch.buffer
     assert not ch.in_flight
     assert ch.presence is None
     ch.join_ref = "3"
-    assert repr(ch) == "<Channel 'room:1' closed join_ref='3'>"
+    assert repr(ch) == "<ChannelRecord 'room:1' closed join_ref='3'>"
     assert issubclass(IllegalTransition, StxWsError)
     push = Push("room:1", "ev", {"x": 1}, "4", 12.0)
     assert (push.topic, push.event, push.payload, push.ref, push.deadline, push.sent) == (

@@ -1,0 +1,26 @@
+"""The core's counters."""
+
+from __future__ import annotations
+
+
+class CoreStats:
+    """Counters the core keeps; drivers expose them. Nothing is dropped without a count."""
+
+    __slots__ = (
+        "connections",
+        "malformed_frames",
+        "messages",
+        "stale_dropped",
+        "unknown_topic_dropped",
+    )
+
+    def __init__(self) -> None:
+        self.connections = 0  # successful WebSocket opens
+        self.messages = 0  # MessageReceived events emitted
+        self.stale_dropped = 0  # frames for a channel's earlier join, or a reply nobody awaits
+        self.unknown_topic_dropped = 0  # frames for a topic with no live channel
+        self.malformed_frames = 0  # frames that could not be decoded (FrameDropped)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)
+        return f"CoreStats({fields})"
