@@ -9,66 +9,17 @@ heartbeat, reconnect, rejoin and clean close done for you::
         ch = await sock.join("room:lobby", on_message=print)
         reply = await ch.push("new_msg", {"body": "hi"})
 
-Every exception raised derives from :class:`StxWsError`.
+Every exception raised derives from :class:`StxWsError`. Besides ``Socket``,
+``STXWebSocket`` and ``run``, this package exports the names every driver shares (the driver
+kit's ``DRIVER_EXPORTS``): the very same objects in every driver.
 """
 
 from __future__ import annotations
 
-from stx_proto import (
-    ChannelCloseReason,
-    ChannelMessage,
-    Channels,
-    ClientClosedError,
-    ConnectionClosedError,
-    Disconnected,
-    DisconnectReason,
-    GaveUpError,
-    HandshakeRefusedError,
-    JoinError,
-    ProtocolError,
-    PushError,
-    PushFailedError,
-    PushFailure,
-    PushTimeout,
-    QueueOverflowError,
-    RetryPolicy,
-    StxWsError,
-    UsageError,
-)
-from stx_proto._bounded import Overflow
-from stx_proto._driver_channel import Channel, Handler
-from stx_proto._router import SocketStats
+from stx_proto.driver import exports as _exports
+from stx_proto.driver.exports import *  # noqa: F403 - the shared names, listed once there
 
-from ._dispatch import Dispatch
-from ._socket import Socket, run
-from ._stx import STXWebSocket
+from ._driver import Socket, STXWebSocket, run
 
-__all__ = [
-    "Channel",
-    "ChannelCloseReason",
-    "ChannelMessage",
-    "Channels",
-    "ClientClosedError",
-    "ConnectionClosedError",
-    "DisconnectReason",
-    "Disconnected",
-    "Dispatch",
-    "GaveUpError",
-    "Handler",
-    "HandshakeRefusedError",
-    "JoinError",
-    "Overflow",
-    "ProtocolError",
-    "PushError",
-    "PushFailedError",
-    "PushFailure",
-    "PushTimeout",
-    "QueueOverflowError",
-    "RetryPolicy",
-    "STXWebSocket",
-    "Socket",
-    "SocketStats",
-    "StxWsError",
-    "UsageError",
-    "run",
-]
+__all__ = ["STXWebSocket", "Socket", "run"]
+__all__ += _exports.__all__

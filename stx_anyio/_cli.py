@@ -15,9 +15,8 @@ from typing import Any, TextIO
 
 import anyio
 
+from stx_anyio import Socket
 from stx_proto import ChannelMessage, Disconnected, StxWsError
-
-from ._socket import Socket
 
 EXIT_OK = 0
 EXIT_FAILED = 1

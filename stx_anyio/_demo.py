@@ -10,10 +10,10 @@ from typing import Any, TextIO
 
 import anyio
 
+from stx_anyio import Socket
 from stx_proto import ChannelMessage, Disconnected, RetryPolicy
 from stx_proto.testing import PhoenixServer
 
-from ._socket import Socket
 from .testing import TestServer
 
 TOPIC = "market_info"
@@ -22,7 +22,7 @@ FEED_INTERVAL = 0.15
 
 async def _feed(server: PhoenixServer) -> None:
     """Broadcast a synthetic market update every FEED_INTERVAL seconds."""
-    for seq in itertools.count(1):
+    for seq in itertools.count(1):  # pragma: no branch - endless: the demo cancels it
         bid = 4500 + (seq * 7) % 40
         server.broadcast(
             TOPIC,

@@ -9,7 +9,6 @@ that a refreshed JWT is used at every reconnect.
 from __future__ import annotations
 
 import enum
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -86,14 +85,15 @@ def stx_settings(
     url: str | None = None,
     token: StxToken | None = None,
     environ: Mapping[str, str] | None = None,
-) -> tuple[str, Mapping[str, Any] | Callable[[], Any]]:
-    """The URL and query params of an STX socket.
+) -> tuple[str, StxToken]:
+    """The URL and the JWT source of an STX socket.
 
     The URL is ``url``, else ``$STX_WS_URL``, else the host table's for ``region``/``env``.
-    The token is ``token``, else ``$STX_TOKEN``. A callable token (sync or async) is called
-    at every connect, so a refreshed JWT is used after a reconnect; the params are then a
-    callable too, returning ``{"token": jwt}`` (or an awaitable of it, which the drivers
-    await). Raises UsageError when there is no token or the region/env pair is unknown.
+    The token is ``token``, else ``$STX_TOKEN``: a str, or a sync or async callable that the
+    drivers call at every connect (so a refreshed JWT is used after a reconnect) and pass
+    through :func:`stx_token_params`. ``environ`` is the environment to read (the drivers
+    pass ``os.environ``). Raises UsageError when there is no token or the region/env pair is
+    unknown.
     """
     environ = environ if environ is not None else {}
     url = url or environ.get("STX_WS_URL") or stx_url(region, env)
@@ -102,25 +102,20 @@ def stx_settings(
     if token is None:
         raise UsageError("STX needs a JWT: pass token= (a str or a callable) or set STX_TOKEN")
     if isinstance(token, str):
-        return url, {"token": token}
-    if not callable(token):
+        stx_token_params(token)
+    elif not callable(token):
         raise UsageError(f"token must be a str or a callable, got {type(token).__name__}")
-    source = token
-
-    def params() -> Any:
-        value = source()
-        if inspect.isawaitable(value):
-            return _awaited(value)
-        return {"token": _checked(value)}
-
-    return url, params
+    return url, token
 
 
-async def _awaited(value: Awaitable[Any]) -> dict[str, str]:
-    return {"token": _checked(await value)}
+def stx_token_params(value: Any) -> dict[str, str]:
+    """The query params carrying the JWT ``value``: ``{"token": value}``.
 
-
-def _checked(value: Any) -> str:
+    Raises UsageError unless ``value`` is a non-empty str (never echoing it: it is a secret).
+    """
     if not isinstance(value, str) or not value:
-        raise UsageError(f"the token callable must return a non-empty str, got {value!r}")
-    return value
+        raise UsageError(
+            f"the STX token must be a non-empty str, got {type(value).__name__}"
+            + (" (empty)" if value == "" else "")
+        )
+    return {"token": value}

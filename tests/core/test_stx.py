@@ -67,36 +67,27 @@ def test_stx_topic_accepts_members_values_and_raw_topics() -> None:
 def test_settings_from_arguments_environment_and_table() -> None:
     from stx_proto import stx_settings
 
-    url, params = stx_settings("us", "demo", token="jwt")
-    assert (url, params) == ("wss://demo.stxapp.io/socket/websocket", {"token": "jwt"})
+    assert stx_settings("us", "demo", token="jwt") == (
+        "wss://demo.stxapp.io/socket/websocket",
+        "jwt",
+    )
     env = {"STX_WS_URL": "ws://127.0.0.1:9/socket", "STX_TOKEN": "from-env"}
-    assert stx_settings(environ=env) == ("ws://127.0.0.1:9/socket", {"token": "from-env"})
+    assert stx_settings(environ=env) == ("ws://127.0.0.1:9/socket", "from-env")
     assert stx_settings(url="ws://x/socket", token="t", environ=env)[0] == "ws://x/socket"
+    source = lambda: "later"  # noqa: E731 - a token source is any callable
+    assert stx_settings(token=source)[1] is source
     with pytest.raises(UsageError, match="STX_TOKEN"):
         stx_settings(environ={"STX_TOKEN": ""})
     with pytest.raises(UsageError, match="str or a callable"):
         stx_settings(token=42)  # type: ignore[arg-type]
 
 
-def test_callable_tokens_are_called_at_every_connect() -> None:
-    import asyncio
+def test_token_params_refuse_what_is_not_a_token_without_echoing_it() -> None:
+    from stx_proto._stx import stx_token_params
 
-    from stx_proto import stx_settings
-
-    tokens = iter(["one", "two"])
-    _, params = stx_settings(token=lambda: next(tokens))
-    assert callable(params)
-    assert params() == {"token": "one"}
-    assert params() == {"token": "two"}
-
-    async def refresh() -> str:
-        return "fresh"
-
-    _, aparams = stx_settings(token=refresh)
-    assert callable(aparams)
-    assert asyncio.run(aparams()) == {"token": "fresh"}
-
-    _, bad = stx_settings(token=lambda: "")
-    assert callable(bad)
-    with pytest.raises(UsageError, match="non-empty str"):
-        bad()
+    assert stx_token_params("jwt") == {"token": "jwt"}
+    with pytest.raises(UsageError, match="non-empty str, got str \\(empty\\)"):
+        stx_token_params("")
+    with pytest.raises(UsageError, match="non-empty str, got int") as info:
+        stx_token_params(12345)
+    assert "12345" not in str(info.value)

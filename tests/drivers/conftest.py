@@ -1,22 +1,42 @@
-"""Shared fixtures of the driver tests: both anyio backends, and a trustme certificate.
+"""Shared fixtures of the driver tests: each driver on each event loop, a loopback server,
+and a trustme certificate.
 
-``test_socket_shared.py`` overrides ``anyio_backend`` with its ``impl`` fixture (each driver on
-its event loops); the other driver tests run once per anyio backend.
+Every async test runs once per :data:`~.support.IMPLS` entry (the ``impl`` fixture, which also
+sets anyio's backend); tests about one package only choose their backends themselves.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
 
 import pytest
 import trustme
 
+from stx_anyio.testing import TestServer
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Every anyio test runs on asyncio and on trio."""
-    backend: str = request.param
-    return backend
+from .support import IMPLS, Impl
+
+
+@pytest.fixture(params=list(IMPLS.values()), ids=list(IMPLS))
+def impl(request: pytest.FixtureRequest) -> Impl:
+    """The driver (and event loop) under test."""
+    chosen: Impl = request.param
+    return chosen
+
+
+@pytest.fixture
+def anyio_backend(impl: Impl) -> str:
+    """The anyio backend of ``impl`` (overrides conftest's, which runs both for each test)."""
+    return impl.backend
+
+
+@pytest.fixture
+async def srv() -> AsyncIterator[TestServer]:
+    """A test server that accepts ``room:*`` (joins answered ok, pushes echoed)."""
+    async with TestServer() as server:
+        server.phoenix.route("room:*")
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,7 @@ from wsproto.events import (
 )
 
 from stx_anyio.testing import TestServer
-from stx_proto._errors import UsageError
-from stx_proto._message import ChannelMessage
+from stx_proto import ChannelMessage, UsageError
 from stx_proto.testing._server import PhoenixServer
 
 pytestmark = [

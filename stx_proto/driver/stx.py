@@ -1,17 +1,40 @@
-"""``STXWebSocket``'s part that both drivers share: a socket set up for the STX exchange."""
+"""``STXWebSocket``'s part that every driver shares: a socket set up for the STX exchange.
+
+The presets themselves (hosts, channels, topics, token checks) are pure data and functions in
+``stx_proto``; what lives here reads the environment and awaits the user's token source.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ._driver_channel import Channel, Handler
-from ._driver_socket import SocketBase, TlsT
-from ._stx import StxToken, stx_settings, stx_topic
+from .._stx import StxToken, stx_settings, stx_token_params, stx_topic
+from .channel import Channel
+from .router import Handler
+from .socket import SocketBase
 
 
-class StxPreset(SocketBase[TlsT]):
-    """The STX preset that both drivers' ``STXWebSocket`` are made of: this class comes
+def stx_params(token: StxToken) -> Mapping[str, str] | Callable[[], Awaitable[dict[str, str]]]:
+    """The socket's ``params`` for ``token``: a mapping for a str, else an async callable that
+    calls the token source (awaiting it if async) at every connect."""
+    if isinstance(token, str):
+        return stx_token_params(token)
+    source = token
+
+    async def params() -> dict[str, str]:
+        value = source()
+        if inspect.isawaitable(value):
+            value = await value
+        return stx_token_params(value)
+
+    return params
+
+
+class StxPreset(SocketBase):
+    """The STX preset that every driver's ``STXWebSocket`` is made of: this class comes
     before the driver's ``Socket`` in the bases."""
 
     def __init__(
@@ -35,8 +58,8 @@ class StxPreset(SocketBase[TlsT]):
         Raises:
             UsageError: no token, or an unknown region/env.
         """
-        url, params = stx_settings(region, env, url=url, token=token, environ=os.environ)
-        super().__init__(url, params=params, **socket_options)
+        url, source = stx_settings(region, env, url=url, token=token, environ=os.environ)
+        super().__init__(url, params=stx_params(source), **socket_options)
         self.user_uid = user_uid
 
     async def join(

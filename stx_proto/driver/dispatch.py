@@ -9,23 +9,21 @@ Modes: ``inline`` runs everything in one task, in order, awaiting async handlers
 starts each call in its own task, at most ``max_concurrency`` at a time; ``queue`` runs no
 message handlers at all (messages go to ``sock.messages()``) and runs hooks inline.
 
-Everything but starting those tasks is here; a driver's dispatcher adds
-:meth:`DispatcherBase._run_tasks` with its task group.
+Tasks, semaphores and events come from the socket's :class:`~.runtime.Runtime`, so one
+dispatcher serves every driver.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from ._bounded import BoundedQueue, Overflow
-from ._driver_support import MessageQueue, Runtime, call_user
-from ._errors import StxWsError, UsageError
-from ._message import ChannelMessage
-
-if TYPE_CHECKING:
-    from ._driver_channel import Channel
+from .._errors import QueueOverflowError, StxWsError, UsageError
+from .._message import ChannelMessage
+from .queues import BoundedQueue, MessageQueue, Overflow
+from .router import ChannelRoute
+from .runtime import Runtime
 
 Dispatch = Literal["inline", "task", "queue"]
 DISPATCH_MODES: tuple[Dispatch, ...] = ("inline", "task", "queue")
@@ -33,8 +31,15 @@ DISPATCH_MODES: tuple[Dispatch, ...] = ("inline", "task", "queue")
 #: ``on_handler_error(exc, msg)``: ``msg`` is None when a hook raised.
 ErrorHandler = Callable[[Exception, "ChannelMessage | None"], object]
 
-#: A work item: (channel, message) for a message, (None, (hook, args)) for a hook call.
+#: A work item: (route, message) for a message, (None, (hook, args)) for a hook call.
 WorkItem = tuple[Any, Any]
+
+
+async def call_user(fn: Callable[..., object], *args: Any) -> None:
+    """Call a sync or async ``fn``; exceptions propagate."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result
 
 
 def check_dispatch_options(dispatch: str, max_concurrency: int, overflow: str) -> Dispatch:
@@ -53,7 +58,7 @@ def check_dispatch_options(dispatch: str, max_concurrency: int, overflow: str) -
     return mode
 
 
-class DispatcherBase(ABC):
+class Dispatcher:
     """Runs handlers and hooks for one socket. See the module docstring."""
 
     def __init__(
@@ -66,7 +71,7 @@ class DispatcherBase(ABC):
         max_concurrency: int,
         on_handler_error: ErrorHandler | None,
         count_drop: Callable[[], None],
-        fail_channel: Callable[[Channel, StxWsError], None],
+        fail_channel: Callable[[ChannelRoute, StxWsError], None],
     ) -> None:
         self.mode = mode
         self.queue_size = queue_size
@@ -106,19 +111,19 @@ class DispatcherBase(ABC):
     # ------------------------------------------------------------------------------------
     # Input (from the pump: synchronous, never blocks)
 
-    def deliver(self, channel: Channel, msg: ChannelMessage) -> None:
-        """Hand ``msg`` of ``channel`` to its consumers."""
-        buffer = channel._buffer
+    def deliver(self, route: ChannelRoute, msg: ChannelMessage) -> None:
+        """Hand ``msg`` of ``route``'s channel to its consumers."""
+        buffer = route.buffer
         if buffer is not None and not buffer.put(msg, msg.topic):
-            self._overflowed(channel, buffer)
+            self._overflowed(route, buffer)
         messages = self.messages
         if messages is not None:
             if not messages.put(msg, msg.topic):
-                self._overflowed(channel, messages)
-        elif (channel._on_message is not None or channel._handlers) and not self._work.put(
-            (channel, msg), msg.topic
+                self._overflowed(route, messages)
+        elif (route.on_message is not None or route.handlers) and not self._work.put(
+            (route, msg), msg.topic
         ):
-            self._overflowed(channel, self._work)
+            self._overflowed(route, self._work)
 
     def hook(self, fn: Callable[..., object] | None, *args: Any) -> None:
         """Call the hook ``fn(*args)`` (if given) in turn with the messages; never dropped."""
@@ -133,9 +138,12 @@ class DispatcherBase(ABC):
         """Stop: forget what is queued."""
         self._work.abandon()
 
-    def _overflowed(self, channel: Channel, queue: MessageQueue) -> None:
+    def _overflowed(self, route: ChannelRoute, queue: MessageQueue) -> None:
         if self.overflow == "error":
-            self._fail_channel(channel, channel._overflow_error(queue.queue))
+            bounded = queue.queue
+            self._fail_channel(
+                route, QueueOverflowError(route.topic, bounded.name, bounded.maxsize)
+            )
 
     # ------------------------------------------------------------------------------------
     # The dispatcher task
@@ -151,23 +159,33 @@ class DispatcherBase(ABC):
         finally:
             self.done.set()
 
-    @abstractmethod
     async def _run_tasks(self) -> None:
-        """``dispatch="task"``: run each item of ``self._work`` with :meth:`_run_item` in a
-        task of its own, at most ``self._max_concurrency`` at once, until the queue ends."""
-        raise NotImplementedError
+        """``dispatch="task"``: each item in a task of its own, at most ``max_concurrency`` at
+        once, until the queue ends."""
+        limit = self._runtime.semaphore(self._max_concurrency)
+
+        async def run_one(item: WorkItem) -> None:
+            try:
+                await self._run_item(item)
+            finally:
+                limit.release()
+
+        async with self._runtime.task_group() as tg:
+            async for item in self._work.iterate():
+                await limit.acquire()
+                tg.start_soon(run_one, item)
 
     async def _run_item(self, item: WorkItem) -> None:
-        channel, data = item
-        if channel is None:
+        route, data = item
+        if route is None:
             fn, args = data
             await self._guarded(None, fn, *args)
             return
         msg: ChannelMessage = data
-        on_message = channel._on_message
+        on_message = route.on_message
         if on_message is not None:
             await self._guarded(msg, on_message, msg)
-        handlers = channel._handlers.get(msg.event)
+        handlers = route.handlers.get(msg.event)
         if handlers:
             for handler in tuple(handlers):
                 await self._guarded(msg, handler, msg)

@@ -1,4 +1,4 @@
-"""From the core's events to the calls waiting for them: pure bookkeeping, no I/O.
+"""From the core's events to the calls waiting for them, and to each channel's consumers.
 
 Theory of operation
 -------------------
@@ -13,18 +13,20 @@ Channels are kept per topic in the order they were joined: the core emits a chan
 may replace a channel that is still leaving), so events always belong to the oldest open record
 of their topic, and ``ChannelClosed`` retires it.
 
-Nothing here imports an event loop: a :class:`Pending` is woken through a plain callable (an
-``anyio.Event().set`` or a ``trio.Event().set``), so another driver can reuse this module.
+A :class:`ChannelRoute` is the kit's record of one join: its waiters, how it ended, and its
+consumers (``on_message``, the handlers added with ``on``, the buffer a channel's ``async for``
+reads). The user's ``Channel`` is a handle on one route; the dispatcher runs a route's
+consumers. Nothing here awaits: a :class:`Pending` is woken through a plain callable (an
+``anyio.Event().set`` or a ``trio.Event().set``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from ._client import CoreStats
-from ._errors import (
+from .._errors import (
     ConnectionClosedError,
     GaveUpError,
     HandshakeRefusedError,
@@ -34,7 +36,7 @@ from ._errors import (
     PushTimeout,
     StxWsError,
 )
-from ._events import (
+from .._events import (
     ChannelClosed,
     ChannelCloseReason,
     Closed,
@@ -48,8 +50,12 @@ from ._events import (
     PushFailure,
     ReplyReceived,
 )
+from .._message import ChannelMessage
+from .._stats import CoreStats
+from .queues import MessageQueue
 
-C = TypeVar("C")
+#: A message handler: ``handler(msg)``, sync or async.
+Handler = Callable[[ChannelMessage], object]
 
 _UNSET: Any = object()
 
@@ -152,31 +158,36 @@ class SocketStats:
         )
 
 
-class ChannelRecord(Generic[C]):
-    """What the router knows about one join: its waiters and how it ended.
+class ChannelRoute:
+    """The kit's record of one join: its waiters, its consumers, and how it ended.
 
-    ``owner`` is the driver's channel object. ``leaving`` is set by the driver when the user
-    asks to leave; ``failure`` by the driver when it fails the channel (a queue overflow).
+    ``handle`` is the user's channel object (given to hooks such as ``on_rejoin``).
+    ``leaving`` is set when the user asks to leave; ``failure`` when the channel is failed by
+    the kit (a queue overflow under ``overflow="error"``). ``on_message`` and ``handlers``
+    are run by the dispatcher; ``buffer`` holds messages for the channel's ``async for``.
     """
 
     __slots__ = (
+        "buffer",
         "close_payload",
         "close_reason",
         "closed",
         "failure",
+        "handle",
+        "handlers",
         "join",
         "joined",
         "leaves",
         "leaving",
-        "owner",
+        "on_message",
         "response",
         "topic",
     )
 
-    def __init__(self, topic: str, owner: C, join: Pending | None) -> None:
+    def __init__(self, topic: str, on_message: Handler | None = None) -> None:
         self.topic = topic
-        self.owner = owner
-        self.join = join
+        self.handle: object = None
+        self.join: Pending | None = None
         self.leaves: list[Pending] = []
         self.joined = False
         self.response: Any = None
@@ -185,6 +196,27 @@ class ChannelRecord(Generic[C]):
         self.close_reason: ChannelCloseReason | None = None
         self.close_payload: Any = None
         self.failure: StxWsError | None = None
+        self.on_message = on_message
+        self.handlers: dict[str, list[Handler]] = {}
+        self.buffer: MessageQueue | None = None
+
+    def end_error(self, gave_up: GaveUpError | None) -> StxWsError | None:
+        """What ends this channel's iteration: None for a normal end (left, socket closed)."""
+        if self.failure is not None:
+            return self.failure
+        reason = self.close_reason
+        if reason is ChannelCloseReason.SERVER_CLOSED:
+            return ConnectionClosedError(f"channel {self.topic!r} closed by the server")
+        if reason is ChannelCloseReason.JOIN_FAILED:
+            return JoinError(self.topic, self.close_payload, "rejoin refused")
+        if reason is ChannelCloseReason.SOCKET_CLOSED:
+            return gave_up
+        return None
+
+    def end_iteration(self, gave_up: GaveUpError | None) -> None:
+        """The route is retired: end its ``async for`` (with its end error, if any)."""
+        if self.buffer is not None:
+            self.buffer.close(self.end_error(gave_up))
 
 
 def gave_up_error(event: GaveUp, refusal: HandshakeRefused | None) -> GaveUpError:
@@ -212,11 +244,11 @@ def push_failure_error(event: PushFailed, name: str, gave_up: GaveUpError | None
     return PushFailedError(event.topic, name, reason.value)
 
 
-class Router(Generic[C]):
+class Router:
     """Waiters by topic and ref, resolved from the core's events. See the module docstring."""
 
     def __init__(self, core_stats: CoreStats, rtt: Callable[[], float | None]) -> None:
-        self._topics: dict[str, deque[ChannelRecord[C]]] = {}
+        self._topics: dict[str, deque[ChannelRoute]] = {}
         self._pushes: dict[str, tuple[Pending, str]] = {}  # ref -> (waiter, event name)
         self._closes: list[Pending] = []
         self._refusal: HandshakeRefused | None = None
@@ -230,16 +262,16 @@ class Router(Generic[C]):
     # ------------------------------------------------------------------------------------
     # Registration (by user calls, right after calling the core, before any await)
 
-    def add_channel(self, record: ChannelRecord[C]) -> None:
+    def add_channel(self, record: ChannelRoute) -> None:
         """Record a join that the core accepted; ``record.join`` waits for its outcome."""
         self._topics.setdefault(record.topic, deque()).append(record)
 
-    def channel(self, topic: str) -> ChannelRecord[C] | None:
+    def channel(self, topic: str) -> ChannelRoute | None:
         """The record that the core's events about ``topic`` refer to now, or None."""
         records = self._topics.get(topic)
         return records[0] if records else None
 
-    def is_current(self, record: ChannelRecord[C]) -> bool:
+    def is_current(self, record: ChannelRoute) -> bool:
         """True if ``record`` is the newest join of its topic (the core's live channel)."""
         records = self._topics.get(record.topic)
         return records is not None and records[-1] is record
@@ -248,11 +280,16 @@ class Router(Generic[C]):
         """Wait for the outcome of the push with ``ref`` (event ``name``)."""
         self._pushes[ref] = (waiter, name)
 
+    @property
+    def waiting_pushes(self) -> int:
+        """How many push calls wait for their outcome."""
+        return len(self._pushes)
+
     def forget_push(self, ref: str) -> None:
         """Stop waiting for push ``ref`` (its caller was cancelled)."""
         self._pushes.pop(ref, None)
 
-    def add_leave(self, record: ChannelRecord[C], waiter: Pending) -> None:
+    def add_leave(self, record: ChannelRoute, waiter: Pending) -> None:
         """Wait for ``record``'s channel to close (resolved at once if it already has)."""
         if record.closed:
             waiter.resolve()
@@ -269,35 +306,32 @@ class Router(Generic[C]):
     # ------------------------------------------------------------------------------------
     # Events
 
-    def handle(self, event: Event) -> ChannelRecord[C] | None:
+    def handle(self, event: Event) -> ChannelRoute | None:
         """Resolve or fail the waiters ``event`` settles; return the channel it was about.
 
         MessageReceived is the driver's (it only needs :meth:`channel`); any event type this
         router does not track returns None.
         """
-        kind = type(event)
-        if kind is ReplyReceived:
-            self._on_reply(event)  # type: ignore[arg-type]
-            return None
-        if kind is PushFailed:
-            self._on_push_failed(event)  # type: ignore[arg-type]
-            return None
-        if kind is Joined:
-            return self._on_joined(event)  # type: ignore[arg-type]
-        if kind is JoinFailed:
-            return self._on_join_failed(event)  # type: ignore[arg-type]
-        if kind is ChannelClosed:
-            return self._on_channel_closed(event)  # type: ignore[arg-type]
-        if kind is Connected:
+        if type(event) is ReplyReceived:
+            self._on_reply(event)
+        elif type(event) is PushFailed:
+            self._on_push_failed(event)
+        elif type(event) is Joined:
+            return self._on_joined(event)
+        elif type(event) is JoinFailed:
+            return self._on_join_failed(event)
+        elif type(event) is ChannelClosed:
+            return self._on_channel_closed(event)
+        elif type(event) is Connected:
             if self._connected_once:
                 self.stats.reconnects += 1
             self._connected_once = True
             self._refusal = None
-        elif kind is HandshakeRefused:
-            self._refusal = event  # type: ignore[assignment]
-        elif kind is GaveUp:
-            self.gave_up = gave_up_error(event, self._refusal)  # type: ignore[arg-type]
-        elif kind is Closed:
+        elif type(event) is HandshakeRefused:
+            self._refusal = event
+        elif type(event) is GaveUp:
+            self.gave_up = gave_up_error(event, self._refusal)
+        elif type(event) is Closed:
             self._on_closed()
         return None
 
@@ -317,7 +351,7 @@ class Router(Generic[C]):
             waiter, name = entry
             waiter.fail(push_failure_error(event, name, self.gave_up))
 
-    def _on_joined(self, event: Joined) -> ChannelRecord[C] | None:
+    def _on_joined(self, event: Joined) -> ChannelRoute | None:
         record = self.channel(event.topic)
         if record is None:
             return None
@@ -328,7 +362,7 @@ class Router(Generic[C]):
             join.resolve(event.response)
         return record
 
-    def _on_join_failed(self, event: JoinFailed) -> ChannelRecord[C] | None:
+    def _on_join_failed(self, event: JoinFailed) -> ChannelRoute | None:
         record = self.channel(event.topic)
         if record is None:
             return None
@@ -339,7 +373,7 @@ class Router(Generic[C]):
             )
         return record
 
-    def _on_channel_closed(self, event: ChannelClosed) -> ChannelRecord[C] | None:
+    def _on_channel_closed(self, event: ChannelClosed) -> ChannelRoute | None:
         records = self._topics.get(event.topic)
         if not records:
             return None
@@ -355,6 +389,7 @@ class Router(Generic[C]):
         leaves, record.leaves = record.leaves, []
         for waiter in leaves:
             waiter.resolve()
+        record.end_iteration(self.gave_up)
         return record
 
     def _join_ended_error(self, event: ChannelClosed) -> StxWsError:
@@ -376,11 +411,8 @@ class Router(Generic[C]):
     # ------------------------------------------------------------------------------------
     # Failure of the driver itself
 
-    def abort(self, error: StxWsError) -> list[ChannelRecord[C]]:
-        """Fail every waiter with ``error``: the driver cannot carry on.
-
-        Returns the channel records it closed, so the driver can end their iterations.
-        """
+    def abort(self, error: StxWsError) -> None:
+        """Fail every waiter with ``error`` and end every iteration: the kit cannot carry on."""
         self.closed = True
         pushes, self._pushes = self._pushes, {}
         for waiter, _ in pushes.values():
@@ -396,7 +428,7 @@ class Router(Generic[C]):
             leaves, record.leaves = record.leaves, []
             for waiter in leaves:
                 waiter.resolve()
+            record.end_iteration(None)
         closes, self._closes = self._closes, []
         for waiter in closes:
             waiter.resolve()
-        return closed

@@ -1,0 +1,130 @@
+"""The anyio driver: the driver kit (:mod:`stx_proto.driver`) on anyio's event loop, for
+asyncio (uvloop included) and trio. Only what depends on the loop is here: the runtime, the
+TCP/TLS transport, and the entry point."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import ByteStream as AnyioByteStream
+
+from stx_proto.driver import ByteStream, Runtime, SocketBase, StreamTransport, StxPreset
+
+__all__ = ["RUNTIME", "STXWebSocket", "Socket", "TcpTransport", "run"]
+
+logger = logging.getLogger("stx_anyio")
+
+RUNTIME = Runtime(
+    now=anyio.current_time,
+    event=anyio.Event,
+    task_group=anyio.create_task_group,
+    cancel_scope=anyio.CancelScope,
+    semaphore=anyio.Semaphore,
+    cancelled=anyio.get_cancelled_exc_class,
+    checkpoint=anyio.lowlevel.checkpoint,
+    logger=logger,
+)
+
+CHUNK = 65536  # bytes per read
+
+T = TypeVar("T")
+
+
+class _Stream(ByteStream):
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: AnyioByteStream) -> None:
+        self._stream = stream
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._stream.receive(CHUNK)
+        except anyio.EndOfStream:
+            return b""
+
+    async def send(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
+
+class TcpTransport(StreamTransport):
+    """TCP streams, with TLS for ``wss://`` (``ssl.create_default_context()`` by default,
+    made once per transport), through anyio."""
+
+    __slots__ = ("_default_ssl",)
+
+    def __init__(self) -> None:
+        self._default_ssl: ssl.SSLContext | None = None
+
+    async def connect(self, host: str, port: int, tls: bool, ssl_context: Any) -> ByteStream:
+        """Open a TCP (TLS when ``tls``) stream to ``host:port``."""
+        if not tls:
+            return _Stream(await anyio.connect_tcp(host, port))
+        if ssl_context is None:
+            if self._default_ssl is None:
+                self._default_ssl = ssl.create_default_context()
+            ssl_context = self._default_ssl
+        stream = await anyio.connect_tcp(
+            host,
+            port,
+            ssl_context=ssl_context,
+            tls_standard_compatible=False,  # a peer may close without a TLS close_notify
+            tls_hostname=host,
+        )
+        return _Stream(stream)
+
+
+class Socket(SocketBase):
+    """A Phoenix Channels socket on asyncio or trio (through anyio); use ``async with``.
+
+    ::
+
+        async with Socket("wss://example.com/socket", params={"token": "..."}) as sock:
+            ch = await sock.join("room:lobby", {"since": 0}, on_message=handler)
+            reply = await ch.push("new_msg", {"body": "hi"})
+            async for msg in ch: ...
+
+    Leaving the block sends ``phx_leave`` for each channel and closes with 1000 (as does
+    :meth:`close`); messages already received are handled first (for up to
+    ``close_timeout``). A block cancelled from outside aborts the connection instead. The
+    options are described at ``__init__``.
+    """
+
+    runtime = RUNTIME
+    default_transport = TcpTransport
+
+    @classmethod
+    def run(
+        cls,
+        main: Callable[..., Awaitable[T]],
+        *args: Any,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+    ) -> T:
+        """Run ``main(*args)`` in a new event loop and return its result (see :func:`run`)."""
+        return run(main, *args, backend=backend, backend_options=backend_options)
+
+
+class STXWebSocket(StxPreset, Socket):
+    """A :class:`Socket` to the STX exchange (see ``__init__`` for the options)."""
+
+
+def run(
+    main: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: str = "asyncio",
+    backend_options: dict[str, Any] | None = None,
+) -> T:
+    """Run ``main(*args)`` in a new event loop (``anyio.run``) and return its result.
+
+    For programs that are not already inside an event loop. ``backend`` is ``"asyncio"``
+    (``backend_options={"use_uvloop": True}`` for uvloop) or ``"trio"``.
+    """
+    return anyio.run(main, *args, backend=backend, backend_options=backend_options)

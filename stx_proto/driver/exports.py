@@ -1,0 +1,57 @@
+"""The names every driver package exports besides its own ``Socket``, ``STXWebSocket`` and
+``run``: a driver's ``__init__`` star-imports this module, so the list is written once."""
+
+from __future__ import annotations
+
+from .._errors import (
+    ClientClosedError,
+    ConnectionClosedError,
+    GaveUpError,
+    HandshakeRefusedError,
+    JoinError,
+    ProtocolError,
+    PushError,
+    PushFailedError,
+    PushTimeout,
+    QueueOverflowError,
+    StxWsError,
+    UsageError,
+)
+from .._events import ChannelCloseReason, Disconnected, DisconnectReason, PushFailure
+from .._message import ChannelMessage
+from .._retry import RetryPolicy
+from .._stx import Channels
+from .channel import Channel
+from .dispatch import Dispatch
+from .queues import Overflow
+from .router import Handler, SocketStats
+from .transport import MessageTransport, StreamTransport
+
+__all__ = [
+    "Channel",
+    "ChannelCloseReason",
+    "ChannelMessage",
+    "Channels",
+    "ClientClosedError",
+    "ConnectionClosedError",
+    "DisconnectReason",
+    "Disconnected",
+    "Dispatch",
+    "GaveUpError",
+    "Handler",
+    "HandshakeRefusedError",
+    "JoinError",
+    "MessageTransport",
+    "Overflow",
+    "ProtocolError",
+    "PushError",
+    "PushFailedError",
+    "PushFailure",
+    "PushTimeout",
+    "QueueOverflowError",
+    "RetryPolicy",
+    "SocketStats",
+    "StreamTransport",
+    "StxWsError",
+    "UsageError",
+]

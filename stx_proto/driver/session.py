@@ -1,0 +1,618 @@
+"""The engine room of one socket: the core, the pump, the connections and the calls.
+
+Theory of operation
+-------------------
+Three kinds of task run in the session's task group, which is entered in the task of the
+socket's ``async with`` block (so the session can cancel that block to raise a fatal error):
+
+* the **pump** owns the core. It pulls outputs with ``client.next_event()`` until
+  :class:`~stx_proto.SleepUntil` and carries them out without ever awaiting: bytes and
+  messages go to the current connection's outbox, events to the :class:`~.router.Router`
+  (waiting calls) and the :class:`~.dispatch.Dispatcher` (user code). Then it waits for
+  whichever comes first: an item in its inbox (from the connection), the core's deadline
+  (``handle_timer``), or a wake-up from a user call. The inbox is fed to the core one item at
+  a time, each after a full drain, so a connection the core has just abandoned (its
+  CloseTransport drained) is never reported to it again.
+* one **connection** task per ``OpenTransport`` (see :mod:`.connection`).
+* the **dispatcher** runs handlers and hooks (see :mod:`.dispatch`).
+
+User calls (``join``, ``push``, ``leave``, ``close``) call the core synchronously with
+``now = runtime.now()``, register a waiter with the router, wake the pump, and await the
+waiter: no await separates the core call from the registration, so on a single-threaded loop
+the pump cannot see the outcome first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .._channel import ChannelState
+from .._client import Client
+from .._errors import ClientClosedError, ConnectionClosedError, GaveUpError, StxWsError, UsageError
+from .._events import (
+    ChannelClosed,
+    ChannelCloseReason,
+    ChannelErrored,
+    Closed,
+    CloseTransport,
+    Connected,
+    Disconnected,
+    Event,
+    FrameDropped,
+    GaveUp,
+    HandshakeRefused,
+    HandshakeRequest,
+    Joined,
+    JoinFailed,
+    MessageReceived,
+    OpenTransport,
+    SendBytes,
+    SendMessage,
+    SleepUntil,
+)
+from .._message import ChannelMessage
+from .connection import DATA, ENDED, MESSAGE, OPENED, Connection
+from .credentials import Credential
+from .dispatch import Dispatch, Dispatcher, ErrorHandler
+from .queues import Overflow
+from .router import ChannelRoute, Handler, Pending, Router
+from .runtime import AsyncEvent, Runtime, Signal, TaskGroup, is_cancellation
+from .transport import Transport
+
+INBOX_LIMIT = 16  # reads ahead of the pump before the reader waits
+#: The longest the pump holds back reads while the handlers catch up (per read): long enough
+#: for a starved dispatcher to drain, short enough that heartbeats and timers stay on time.
+MAX_PAUSE = 0.05
+
+#: Channel ends the user did not ask for: logged at WARNING (a refused rejoin, a server close).
+_UNEXPECTED_CLOSES = frozenset({ChannelCloseReason.JOIN_FAILED, ChannelCloseReason.SERVER_CLOSED})
+
+_COMMANDS = (OpenTransport, SendBytes, SendMessage, CloseTransport, SleepUntil)
+
+_UNREAD_HINT = (
+    "; nobody reads this channel yet: pass on_message=, add ch.on(event, handler), "
+    "or iterate it with async for"
+)
+
+
+class Hooks:
+    """The socket's lifecycle hooks (each may be None): see ``Socket.__init__``."""
+
+    __slots__ = ("on_close", "on_gave_up", "on_open", "on_rejoin")
+
+    def __init__(
+        self,
+        on_open: Callable[[], object] | None = None,
+        on_close: Callable[[Disconnected], object] | None = None,
+        on_rejoin: Callable[[Any], object] | None = None,
+        on_gave_up: Callable[[GaveUpError], object] | None = None,
+    ) -> None:
+        self.on_open = on_open
+        self.on_close = on_close
+        self.on_rejoin = on_rejoin
+        self.on_gave_up = on_gave_up
+
+
+class Session:
+    """The loop-agnostic body of a socket: see the module docstring."""
+
+    def __init__(
+        self,
+        client: Client,
+        runtime: Runtime,
+        transport: Transport,
+        *,
+        dispatch: Dispatch,
+        max_concurrency: int,
+        queue_size: int,
+        overflow: Overflow,
+        on_handler_error: ErrorHandler | None,
+        credentials: list[Credential],
+        hooks: Hooks,
+        close_timeout: float,
+        host: str,
+        ssl: Any,
+    ) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.router = router = Router(client.stats, lambda: client.last_heartbeat_rtt)
+        self.dispatcher = Dispatcher(
+            dispatch,
+            runtime,
+            queue_size=queue_size,
+            overflow=overflow,
+            max_concurrency=max_concurrency,
+            on_handler_error=on_handler_error,
+            count_drop=router.stats.count_drop,
+            fail_channel=self.fail_channel,
+        )
+        self.hooks = hooks
+        self._transport = transport
+        self._credentials = credentials
+        self._close_timeout = close_timeout
+        self._logger: logging.Logger = runtime.logger
+        self._host = host
+        self._ssl = ssl
+        self.stage = "new"  # new -> running -> exiting -> done
+        self._tg: TaskGroup | None = None
+        self._tg_manager: Any = None
+        self._conn: Connection | None = None
+        self._last_conn: Connection | None = None  # the newest, current or closing
+        self._inbox: deque[tuple[Connection, int, Any]] = deque()
+        self._wakeup = Signal(runtime.event)
+        self._room = Signal(runtime.event)
+        self._pause_until: float | None = None  # reads held back (back-pressure) until then
+        self._fatal: StxWsError | None = None
+        self._block_cancelled = False  # the pump cancelled the body to raise self._fatal
+
+    # ------------------------------------------------------------------------------------
+    # What a connection needs (ConnectionOwner)
+
+    @property
+    def ssl(self) -> Any:
+        """The socket's ``ssl=`` option."""
+        return self._ssl
+
+    def post(self, conn: Connection, kind: int, data: Any) -> None:
+        """A connection's news for the pump (ignored later if the connection is stale)."""
+        if conn is self._conn:
+            self._inbox.append((conn, kind, data))
+            self._wakeup.set()
+
+    async def inbox_room(self, conn: Connection) -> None:
+        """Back-pressure for the reader: wait while the pump is behind."""
+        while len(self._inbox) >= INBOX_LIMIT and conn is self._conn:
+            await self._room.wait()
+
+    async def refresh_credentials(self) -> None:
+        """Call the user's credential sources (awaiting async ones) before a connect."""
+        for credential in self._credentials:
+            await credential.refresh()
+
+    def handshake_request(self) -> HandshakeRequest:
+        """The core's upgrade request, with the credentials just refreshed."""
+        return self.client.handshake_request()
+
+    # ------------------------------------------------------------------------------------
+    # Life cycle
+
+    async def start(self) -> None:
+        """Open the task group (in the caller's task), connect, start the pump.
+
+        Raises UsageError when the session was already started.
+        """
+        if self.stage != "new":
+            raise UsageError("a Socket can be used in `async with` only once")
+        manager = self.runtime.task_group()
+        self._tg = await manager.__aenter__()
+        self._tg_manager = manager
+        self.stage = "running"
+        self.client.connect(self.runtime.now())
+        self._tg.start_soon(self.dispatcher.run)
+        self._tg.start_soon(self._run_pump)
+
+    async def stop(self, exc: BaseException | None) -> None:
+        """End the session, for the socket's ``__aexit__`` (``exc``: what the body raised).
+
+        A normal exit closes cleanly (leaves, close 1000) and lets the handlers finish; a
+        cancelled body aborts the connection. Raises the session's fatal error (a GaveUpError
+        without ``on_gave_up``, an internal failure) if there is one.
+        """
+        runtime = self.runtime
+        # The pump cancels the body to raise self._fatal: whatever shape that cancellation
+        # takes (an exception group, from a nursery in the body), it is ours.
+        cancelled = self._block_cancelled or is_cancellation(exc, runtime.cancelled())
+        self.stage = "exiting"  # from now on the pump must not cancel the block
+        try:
+            if not cancelled:
+                if self._fatal is None:
+                    await self.close()
+                # Let the handlers of what arrived before the close (and on_close) run, and
+                # the last connection flush its close.
+                if not await self._wait_for(self.dispatcher.done):
+                    self._logger.warning(
+                        "handlers still running %.1f s after close", self._close_timeout
+                    )
+                last = self._last_conn
+                # Always set by now (the pump opened a connection before close() returned);
+                # the check keeps a socket that never connected from failing here.
+                if last is not None:  # pragma: no branch
+                    await self._wait_for(last.finished)
+        finally:
+            self.stage = "done"
+            self.client.close(runtime.now())  # a no-op unless aborted
+            self.dispatcher.abandon()
+            if not self.router.closed:  # aborted: no pump will route the core's last events
+                self._abort(ConnectionClosedError("the socket was cancelled"))
+            tg = self._tg
+            assert tg is not None  # stop() follows start()
+            tg.cancel_scope.cancel()
+            # Not the body's exception: a task group would wrap it in an ExceptionGroup.
+            await self._tg_manager.__aexit__(None, None, None)
+        if self._fatal is not None and (exc is None or cancelled):
+            raise self._fatal
+
+    async def close(self) -> None:
+        """See ``Socket.close``."""
+        if self.stage == "new":
+            raise UsageError("the socket is not open: use `async with Socket(...)`")
+        router = self.router
+        if router.closed or self.stage == "done":
+            return
+        self.client.close(self.runtime.now())
+        done = self.runtime.event()
+        router.add_close(Pending(done.set))
+        self._wakeup.set()
+        await done.wait()
+
+    async def wait_closed(self) -> None:
+        """See ``Socket.wait_closed``."""
+        if self.stage == "new":
+            raise UsageError("the socket is not open: use `async with Socket(...)`")
+        router = self.router
+        if not router.closed and self.stage != "done":
+            done = self.runtime.event()
+            router.add_close(Pending(done.set))
+            await done.wait()
+        if router.gave_up is not None:
+            raise router.gave_up
+
+    def check_running(self) -> None:
+        """Raise what a call on this socket must raise now, if anything.
+
+        UsageError before ``async with``; the GaveUpError once it gave up; the fatal error of
+        an internal failure; ClientClosedError once closed.
+        """
+        if self.stage == "new":
+            raise UsageError("the socket is not open: use `async with Socket(...)`")
+        gave_up = self.router.gave_up
+        if gave_up is not None:
+            raise gave_up
+        if self._fatal is not None:
+            raise self._fatal
+        if self.stage == "done" or self.router.closed:
+            raise ClientClosedError("the socket is closed")
+
+    async def _wait_for(self, event: AsyncEvent) -> bool:
+        """Wait up to ``close_timeout`` for ``event``; False if it did not come."""
+        runtime = self.runtime
+        with runtime.cancel_scope(deadline=runtime.now() + self._close_timeout) as scope:
+            await event.wait()
+        return not scope.cancelled_caught
+
+    # ------------------------------------------------------------------------------------
+    # Channels
+
+    async def join(
+        self, topic: str, payload: Any, on_message: Handler | None, timeout: float | None
+    ) -> ChannelRoute:
+        """Join ``topic``; return its route once the server accepted the join.
+
+        Raises what ``Socket.join`` documents.
+        """
+        self.check_running()
+        dispatcher = self.dispatcher
+        queue_mode = dispatcher.mode == "queue"
+        if on_message is not None and queue_mode:
+            raise UsageError("dispatch='queue' runs no handlers: read sock.messages()")
+        route = ChannelRoute(topic, on_message)
+        if on_message is None and not queue_mode:
+            # Nothing is missed between join and the first consumer; until someone reads,
+            # the overflow warning says how to (a channel joined only to push fills up).
+            route.buffer = buffer = dispatcher.new_queue(f"channel {topic!r}")
+            buffer.queue.hint = _UNREAD_HINT
+        self.client.join(self.runtime.now(), topic, payload, timeout=timeout)
+        done = self.runtime.event()
+        waiter = Pending(done.set)
+        route.join = waiter
+        self.router.add_channel(route)
+        self._wakeup.set()
+        try:
+            await done.wait()
+        except BaseException:
+            self.abandon(route)  # cancelled: nobody will ever hold this channel
+            raise
+        waiter.result()
+        return route
+
+    def joined(self, route: ChannelRoute) -> bool:
+        """True while ``route``'s channel is joined (False while it rejoins)."""
+        if route.closed or route.leaving or not self.router.is_current(route):
+            return False
+        return self.client.channel_state(route.topic) is ChannelState.JOINED
+
+    async def push(
+        self, route: ChannelRoute, event: str, payload: Any, timeout: float | None
+    ) -> Any:
+        """See ``Channel.push``."""
+        self._check_channel(route, "push to")
+        runtime = self.runtime
+        client = self.client
+        ref = client.push(runtime.now(), route.topic, event, payload, timeout=timeout)
+        done = runtime.event()
+        waiter = Pending(done.set)
+        router = self.router
+        router.add_push(ref, event, waiter)
+        self._wakeup.set()
+        try:
+            await done.wait()
+        except BaseException:
+            # The caller gave up on this push: stop waiting for it, and if it has not gone
+            # out yet, make sure it never does (a retried order must not go twice). Both are
+            # no-ops for a push that has already ended.
+            router.forget_push(ref)
+            if client.cancel_push(runtime.now(), ref):
+                self._wakeup.set()
+            raise
+        return waiter.result()
+
+    async def leave(self, route: ChannelRoute, timeout: float | None) -> None:
+        """See ``Channel.leave``."""
+        if route.closed or self.router.closed:
+            return
+        if not route.leaving:
+            self.check_running()
+            self.client.leave(self.runtime.now(), route.topic, timeout=timeout)
+            route.leaving = True  # only once the core took it: a bad timeout changes nothing
+        done = self.runtime.event()
+        self.router.add_leave(route, Pending(done.set))
+        self._wakeup.set()
+        await done.wait()
+
+    def add_handler(self, route: ChannelRoute, event: str, handler: Handler) -> None:
+        """Run ``handler`` for every message of ``route`` with ``event`` (see ``Channel.on``)."""
+        dispatcher = self.dispatcher
+        if dispatcher.mode == "queue":
+            raise UsageError("dispatch='queue' runs no handlers: read sock.messages()")
+        route.handlers.setdefault(event, []).append(handler)
+        buffer = route.buffer
+        if buffer is not None and not buffer.iterated:
+            # Handlers, not iteration, then: what came in since the join goes to them.
+            route.buffer = None
+            for msg in buffer.take_all():
+                dispatcher.deliver(route, msg)
+
+    def iterate(self, route: ChannelRoute) -> AsyncIterator[ChannelMessage]:
+        """The iteration of ``route``'s messages (see ``Channel.__aiter__``)."""
+        buffer = route.buffer
+        if buffer is not None:
+            buffer.queue.hint = ""
+        else:
+            route.buffer = buffer = self.dispatcher.new_queue(f"channel {route.topic!r}")
+            if route.closed:
+                buffer.close(route.end_error(self.router.gave_up))
+        return buffer.iterate()
+
+    def messages(self) -> AsyncIterator[ChannelMessage]:
+        """See ``Socket.messages``."""
+        queue = self.dispatcher.messages
+        if queue is None:
+            raise UsageError("sock.messages() needs dispatch='queue'")
+        return queue.iterate()
+
+    def abandon(self, route: ChannelRoute) -> None:
+        """Leave ``route``'s channel in the background (nobody waits for it any more)."""
+        if route.closed or route.leaving or self.router.closed or self.stage != "running":
+            return
+        try:
+            self.client.leave(self.runtime.now(), route.topic)
+        except StxWsError:  # the client closed meanwhile (close() from another task)
+            return
+        route.leaving = True
+        self._wakeup.set()
+
+    def fail_channel(self, route: ChannelRoute, error: StxWsError) -> None:
+        """Fail ``route`` (a full queue under overflow="error"): leave it, end its iteration."""
+        if route.failure is not None:
+            return
+        route.failure = error  # the queue's overflow warning has said so already
+        if route.buffer is not None:
+            route.buffer.close(error)
+        self.abandon(route)
+
+    def _check_channel(self, route: ChannelRoute, what: str) -> None:
+        if route.failure is not None:
+            raise route.failure
+        self.check_running()
+        if route.closed:
+            reason = route.close_reason.value if route.close_reason is not None else "closed"
+            raise UsageError(f"{what} {route.topic!r}: the channel is closed ({reason})")
+        if route.leaving:
+            raise UsageError(f"{what} {route.topic!r}: the channel is leaving")
+
+    def _abort(self, error: StxWsError) -> None:
+        """Fail every waiter and end every iteration: the pump is gone."""
+        self.router.abort(error)
+        if self.dispatcher.messages is not None:
+            self.dispatcher.messages.close(error)
+
+    # ------------------------------------------------------------------------------------
+    # The pump
+
+    async def _run_pump(self) -> None:
+        try:
+            await self._pump()
+        except Exception as exc:  # a bug in the driver or the core: fail loudly, not silently
+            self._logger.error("the connection pump failed", exc_info=True)
+            error = ConnectionClosedError(f"internal error: {exc!r}")
+            error.__cause__ = exc
+            self._fatal = error
+            self._abort(error)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close(self._close_timeout)
+        dispatcher = self.dispatcher
+        if dispatcher.messages is not None:
+            dispatcher.messages.close(self.router.gave_up)
+        dispatcher.close()
+        if self._fatal is not None:
+            # Let on_close and the handlers of what came before run, then stop the block.
+            await self._wait_for(dispatcher.done)
+            if self.stage == "running":  # cancel the body: the block raises self._fatal
+                self._block_cancelled = True
+                tg = self._tg
+                assert tg is not None  # the pump runs in it
+                tg.cancel_scope.cancel()
+
+    async def _sleep(self, deadline: float | None) -> None:
+        with self.runtime.cancel_scope(deadline=math.inf if deadline is None else deadline):
+            await self._wakeup.wait()
+
+    async def _pump(self) -> None:
+        client = self.client
+        inbox = self._inbox
+        router = self.router
+        runtime = self.runtime
+        now_of = runtime.now
+        while True:
+            deadline = self._drain()
+            if router.closed:
+                return
+            now = now_of()
+            if deadline is not None and deadline <= now:
+                client.handle_timer(now)
+                continue
+            if inbox:
+                backlog = self.dispatcher.backlog()
+                if backlog is not None:
+                    # Back-pressure: let the consumers drain to half before the next read,
+                    # for at most MAX_PAUSE; then read on (the overflow policy applies).
+                    pause_until = self._pause_until
+                    if pause_until is None:
+                        pause_until = self._pause_until = now + MAX_PAUSE
+                        backlog.notify_when_drained(self._wakeup.set)
+                    if now < pause_until:
+                        await self._sleep(
+                            pause_until if deadline is None else min(deadline, pause_until)
+                        )
+                        continue
+                self._pause_until = None
+                self._feed(inbox.popleft(), now)
+                self._room.set()  # the reader re-checks the inbox's length
+                if self.dispatcher.pending:
+                    # Let the handlers run between reads, so that a burst of many reads
+                    # does not fill their queue before they get a turn.
+                    await runtime.checkpoint()
+                continue
+            await self._sleep(deadline)
+
+    def _feed(self, item: tuple[Connection, int, Any], now: float) -> None:
+        conn, kind, data = item
+        if conn is not self._conn:
+            return  # the core has closed this connection since
+        client = self.client
+        if kind == DATA:
+            client.receive_data(now, data)
+        elif kind == MESSAGE:
+            client.receive_message(now, data)
+        elif kind == OPENED:
+            client.transport_opened(now)
+        elif kind == ENDED:
+            self._conn = None
+            conn.close(self._close_timeout)
+            if type(data) is tuple:
+                client.transport_closed(now, code=data[0], reason=data[1])
+            else:
+                client.transport_closed(now, data)
+        else:  # REFUSED: the core answers with CloseTransport
+            client.handshake_refused(now, data.status_code, data.headers, data.body)
+
+    def _drain(self) -> float | None:
+        """Carry out the core's outputs until SleepUntil; return its deadline."""
+        next_event = self.client.next_event
+        while True:
+            out = next_event()
+            if type(out) is MessageReceived:
+                self._deliver(out.message)
+            elif type(out) is SendBytes or type(out) is SendMessage:
+                conn = self._conn
+                # The core sends only while its transport is open: the check guards a core bug.
+                if conn is not None:  # pragma: no branch
+                    conn.send(out.data)
+            elif type(out) is SleepUntil:
+                return out.deadline
+            elif type(out) is OpenTransport:
+                self._open(out)
+            elif type(out) is CloseTransport:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.close(self._close_timeout, out.code, out.reason)
+            else:
+                # Only events are left (type() is X does not narrow the other way).
+                assert not isinstance(out, _COMMANDS)
+                self._on_event(out)
+
+    def _open(self, command: OpenTransport) -> None:
+        old = self._conn
+        # The core closes a transport before it opens the next: this guards a core bug.
+        if old is not None:  # pragma: no cover
+            old.close(self._close_timeout)
+        conn = Connection(self, self._transport)
+        tg = self._tg
+        assert tg is not None  # the pump runs in it
+        # The new task runs at the next checkpoint, so it posts nothing before it is current.
+        tg.start_soon(conn.run, command)
+        self._conn = self._last_conn = conn
+
+    def _deliver(self, msg: ChannelMessage) -> None:
+        route = self.router.channel(msg.topic)
+        if route is None:  # pragma: no cover - the core only emits messages of live channels
+            return
+        logger = self._logger
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("message %r on %r", msg.event, msg.topic)
+        self.dispatcher.deliver(route, msg)
+
+    def _on_event(self, event: Event) -> None:
+        route = self.router.handle(event)
+        dispatcher = self.dispatcher
+        hooks = self.hooks
+        logger = self._logger
+        if type(event) is Joined:
+            if event.rejoin and route is not None:
+                logger.info("rejoined %r", event.topic)
+                dispatcher.hook(hooks.on_rejoin, route.handle)
+        elif type(event) is ChannelClosed:
+            # Every channel of the core has a route (join adds it right after the core's join).
+            if route is not None and route.joined and event.reason in _UNEXPECTED_CLOSES:
+                logger.warning("channel %r closed for good: %s", route.topic, event.reason.value)
+        elif type(event) is Connected:
+            logger.info("connected to %s", self._host)
+            dispatcher.hook(hooks.on_open)
+        elif type(event) is Disconnected:
+            if event.retry_at is not None:
+                logger.info(
+                    "disconnected from %s (%s%s); reconnecting in %.2f s",
+                    self._host,
+                    event.reason.value,
+                    f": {event.detail}" if event.detail else "",
+                    max(0.0, event.retry_at - self.runtime.now()),
+                )
+            else:
+                logger.info("disconnected from %s (%s)", self._host, event.reason.value)
+            dispatcher.hook(hooks.on_close, event)
+        elif type(event) is GaveUp:
+            gave_up = self.router.gave_up
+            assert gave_up is not None
+            logger.warning("gave up on %s: %s", self._host, gave_up)
+            if hooks.on_gave_up is not None:
+                dispatcher.hook(hooks.on_gave_up, gave_up)
+            else:
+                self._fatal = gave_up
+        elif type(event) is HandshakeRefused:
+            logger.warning(
+                "%s refused the WebSocket handshake with HTTP %d", self._host, event.status_code
+            )
+        elif type(event) is FrameDropped:
+            logger.warning("dropped a malformed frame: %s", event.detail)
+        elif type(event) is ChannelErrored:
+            logger.info("channel %r errored (%s)", event.topic, event.reason)
+        elif type(event) is JoinFailed:
+            if event.retry_at is not None:
+                logger.info("rejoin of %r failed; retrying", event.topic)
+        elif type(event) is Closed:
+            logger.debug("socket to %s closed", self._host)

@@ -1,0 +1,141 @@
+"""The trio driver: the driver kit (:mod:`stx_proto.driver`) on trio's own primitives (it
+imports no anyio). Only what depends on the loop is here: the runtime, the TCP/TLS
+transport, and the entry point."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+
+from stx_proto import UsageError
+from stx_proto.driver import ByteStream, Runtime, SocketBase, StreamTransport, StxPreset
+
+__all__ = ["RUNTIME", "STXWebSocket", "Socket", "TcpTransport", "run"]
+
+logger = logging.getLogger("stx_trio")
+
+
+def _cancelled() -> type[BaseException]:
+    return trio.Cancelled
+
+
+RUNTIME = Runtime(
+    now=trio.current_time,
+    event=trio.Event,
+    task_group=trio.open_nursery,
+    cancel_scope=trio.CancelScope,
+    semaphore=trio.Semaphore,
+    cancelled=_cancelled,
+    checkpoint=trio.lowlevel.checkpoint,
+    logger=logger,
+)
+
+CHUNK = 65536  # bytes per read
+
+T = TypeVar("T")
+
+
+class _Stream(ByteStream):
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+
+    async def receive(self) -> bytes:
+        # bytes() of a bytes object is that object: no copy (the type allows a bytearray).
+        return bytes(await self._stream.receive_some(CHUNK))
+
+    async def send(self, data: bytes) -> None:
+        await self._stream.send_all(data)
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self._stream)
+
+
+class TcpTransport(StreamTransport):
+    """TCP streams, with TLS for ``wss://`` (``ssl.create_default_context()`` by default,
+    made once per transport), on trio."""
+
+    __slots__ = ("_default_ssl",)
+
+    def __init__(self) -> None:
+        self._default_ssl: ssl.SSLContext | None = None
+
+    async def connect(self, host: str, port: int, tls: bool, ssl_context: Any) -> ByteStream:
+        """Open a TCP (TLS when ``tls``) stream to ``host:port``."""
+        tcp = await trio.open_tcp_stream(host, port)
+        if not tls:
+            return _Stream(tcp)
+        if ssl_context is None:
+            if self._default_ssl is None:
+                self._default_ssl = ssl.create_default_context()
+            ssl_context = self._default_ssl
+        # https_compatible: a peer may close without a TLS close_notify (as anyio's
+        # tls_standard_compatible=False allows).
+        stream = trio.SSLStream(tcp, ssl_context, server_hostname=host, https_compatible=True)
+        try:
+            await stream.do_handshake()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            raise
+        return _Stream(stream)
+
+
+class Socket(SocketBase):
+    """A Phoenix Channels socket on trio; use ``async with``.
+
+    ::
+
+        async with Socket("wss://example.com/socket", params={"token": "..."}) as sock:
+            ch = await sock.join("room:lobby", {"since": 0}, on_message=handler)
+            reply = await ch.push("new_msg", {"body": "hi"})
+            async for msg in ch: ...
+
+    The same API as ``stx_anyio.Socket``, on trio's own primitives. Leaving the block sends
+    ``phx_leave`` for each channel and closes with 1000 (as does :meth:`close`); messages
+    already received are handled first (for up to ``close_timeout``). A block cancelled from
+    outside aborts the connection instead. The options are described at ``__init__``.
+    """
+
+    runtime = RUNTIME
+    default_transport = TcpTransport
+
+    @classmethod
+    def run(
+        cls,
+        main: Callable[..., Awaitable[T]],
+        *args: Any,
+        backend: str = "trio",
+        backend_options: dict[str, Any] | None = None,
+    ) -> T:
+        """Run ``main(*args)`` with ``trio.run`` and return its result (see :func:`run`)."""
+        return run(main, *args, backend=backend, backend_options=backend_options)
+
+
+class STXWebSocket(StxPreset, Socket):
+    """A :class:`Socket` to the STX exchange (see ``__init__`` for the options)."""
+
+
+def run(
+    main: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: str = "trio",
+    backend_options: dict[str, Any] | None = None,
+) -> T:
+    """Run ``main(*args)`` with ``trio.run`` and return its result.
+
+    For programs that are not already inside an event loop. ``backend`` must be ``"trio"``
+    (it is there so that code written for ``stx_anyio.run`` works unchanged);
+    ``backend_options`` are passed to ``trio.run`` as keyword arguments.
+
+    Raises:
+        UsageError: ``backend`` is not ``"trio"``.
+    """
+    if backend != "trio":
+        raise UsageError(f"stx_trio runs on trio only, not on {backend!r}: use stx_anyio")
+    return trio.run(main, *args, **(backend_options or {}))

@@ -1,0 +1,146 @@
+"""Pluggable transports on every driver: a user-written message transport (one that does
+its own WebSocket framing) carries a whole session against the loopback server."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import ByteStream as AnyioStream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+from stx_anyio.testing import TestServer
+from stx_proto import HandshakeRequest
+from stx_proto.driver import HandshakeRejected, MessageStream, MessageTransport
+
+from .support import FAST, LIMIT, Impl, frames, make_socket
+
+pytestmark = pytest.mark.anyio
+
+
+class WsprotoStream(MessageStream):
+    """Whole messages over wsproto and an anyio TCP stream."""
+
+    def __init__(self, stream: AnyioStream, ws: WSConnection, pending: deque[Event]) -> None:
+        self._stream = stream
+        self._ws = ws
+        self._pending = pending
+        self._parts: list[Any] = []
+
+    async def receive(self) -> str | bytes | None:
+        while True:
+            while self._pending:
+                event = self._pending.popleft()
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        parts, self._parts = self._parts, []
+                        return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+                elif isinstance(event, Ping):
+                    await self._stream.send(self._ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self.close_code, self.close_reason = event.code, event.reason or ""
+                    return None
+            try:
+                data = await self._stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return None
+            self._ws.receive_data(data)
+            self._pending.extend(self._ws.events())
+
+    async def send(self, data: str | bytes) -> None:
+        message = TextMessage(data) if isinstance(data, str) else BytesMessage(data)
+        await self._stream.send(self._ws.send(message))
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._stream.send(self._ws.send(CloseConnection(code=code, reason=reason)))
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
+
+class WsprotoTransport(MessageTransport):
+    """A user-written transport that does its own WebSocket (here: wsproto) framing."""
+
+    def __init__(self) -> None:
+        self.requests: list[HandshakeRequest] = []
+
+    async def connect(
+        self, host: str, port: int, tls: bool, ssl_context: Any, request: HandshakeRequest
+    ) -> MessageStream:
+        self.requests.append(request)
+        stream = await anyio.connect_tcp(host, port)
+        ws = WSConnection(ConnectionType.CLIENT)
+        upgrade = Request(
+            host=request.host,
+            target=request.target,
+            extra_headers=[(k.encode(), v.encode()) for k, v in request.headers],
+            subprotocols=list(request.subprotocols),
+        )
+        await stream.send(ws.send(upgrade))
+        pending: deque[Event] = deque()
+        while True:
+            ws.receive_data(await stream.receive())
+            pending.extend(ws.events())
+            while pending:
+                event = pending.popleft()
+                if isinstance(event, AcceptConnection):
+                    return WsprotoStream(stream, ws, pending)
+                if isinstance(event, RejectConnection):
+                    await anyio.aclose_forcefully(stream)
+                    raise HandshakeRejected(event.status_code, (("x", "y"),), b"")
+
+
+async def test_a_message_transport_carries_a_session(impl: Impl, srv: TestServer) -> None:
+    transport = WsprotoTransport()
+    closes: list[Any] = []
+    with anyio.fail_after(LIMIT):
+        async with make_socket(
+            impl, srv, transport=transport, params={"user": "ada"}, on_close=closes.append
+        ) as sock:
+            ch = await sock.join("room:1", {"since": 0})
+            assert await ch.push("echo", {"n": 1}) == {"n": 1}
+            assert await ch.push("bin", b"\x00\x01") == b"\x00\x01"
+            srv.phoenix.broadcast("room:1", "tick", {"n": 2})
+            async for msg in ch:
+                assert msg.payload == {"n": 2}
+                break
+            srv.close_all(4000, "go away")  # a close frame: the socket reconnects and rejoins
+            await srv.wait_for_join("room:1", 2)
+            assert await ch.push("echo", {"n": 3}) == {"n": 3}
+    assert [c.code for c in closes] == [4000, 1000]
+    assert "user=ada" in transport.requests[0].target
+    assert len(frames(srv, "phx_leave")) == 1  # the clean close left the channel
+    assert srv.phoenix.all_connections[-1].close_code == 1000
+
+
+async def test_a_message_transport_refused_handshake(impl: Impl, srv: TestServer) -> None:
+    from stx_proto import GaveUpError, HandshakeRefusedError, RetryPolicy
+
+    srv.phoenix.refuse_handshake = 403
+    retry = RetryPolicy(initial_backoff=0.01, max_backoff=0.02, max_refusals=2)
+    with anyio.fail_after(LIMIT), pytest.raises(GaveUpError) as info:
+        async with make_socket(impl, srv, transport=WsprotoTransport(), retry=retry) as sock:
+            await sock.join("room:1")
+    assert isinstance(info.value.__cause__, HandshakeRefusedError)
+    assert info.value.__cause__.status_code == 403
+
+
+async def test_a_transport_must_be_one_of_the_two_kinds(impl: Impl, srv: TestServer) -> None:
+    from stx_proto import UsageError
+
+    with pytest.raises(UsageError, match="StreamTransport or a MessageTransport"):
+        make_socket(impl, srv, transport=object())
+    assert FAST.initial_backoff > 0

@@ -1,0 +1,84 @@
+"""The session (the pump and the user's calls), driven directly on each runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from stx_proto import Client, SocketState
+from stx_proto.driver import (
+    ChannelRoute,
+    Connection,
+    Credential,
+    Hooks,
+    Session,
+    StreamTransport,
+)
+from stx_proto.driver.connection import DATA, ENDED
+from stx_proto.driver.session import INBOX_LIMIT
+
+from .conftest import Loop
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 5.0
+
+
+class NoTransport(StreamTransport):
+    async def connect(self, host: str, port: int, tls: bool, ssl_context: Any) -> Any:
+        raise AssertionError("not used")
+
+
+def make_session(loop: Loop) -> Session:
+    return Session(
+        Client("ws://127.0.0.1:9/socket"),
+        loop.runtime,
+        NoTransport(),
+        dispatch="inline",
+        max_concurrency=1,
+        queue_size=10,
+        overflow="drop_oldest",
+        on_handler_error=None,
+        credentials=[Credential(None)],
+        hooks=Hooks(),
+        close_timeout=1.0,
+        host="127.0.0.1",
+        ssl=None,
+    )
+
+
+async def test_the_reader_waits_while_the_pump_is_behind(loop: Loop) -> None:
+    session = make_session(loop)
+    conn = Connection(session, NoTransport())
+    session._conn = conn
+    for _ in range(INBOX_LIMIT):
+        session.post(conn, DATA, b"x")
+    returned: list[bool] = []
+
+    async def reader() -> None:
+        await session.inbox_room(conn)
+        returned.append(True)
+
+    with anyio.fail_after(LIMIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await anyio.wait_all_tasks_blocked()
+            assert not returned  # the inbox is full: the reader waits
+            session._inbox.popleft()
+            session._room.set()
+    assert returned == [True]
+    # An item of a connection the pump has dropped since is not fed to the core.
+    session._conn = None
+    session.post(conn, ENDED, "late")  # not current: not even queued
+    assert len(session._inbox) == INBOX_LIMIT - 1
+    session._feed((conn, ENDED, "late"), 0.0)
+    assert session.client.state is SocketState.IDLE
+
+
+async def test_a_session_that_is_not_running_has_nothing_to_leave(loop: Loop) -> None:
+    session = make_session(loop)
+    route = ChannelRoute("room:1")
+    session.abandon(route)
+    assert not route.leaving
