@@ -129,3 +129,89 @@ __import__("trio.lowlevel")
     roots = _imported_roots(ast.parse(source))
     assert roots & set(FORBIDDEN) == {"time", "ssl", "socket", "asyncio", "anyio", "trio"}
     assert "os" in roots
+
+
+# --------------------------------------------------------------------------------------------
+# The sans-IO core does no I/O of any kind: outside the driver kit and testing/, no module has
+# async code, logs, reads the environment or reads a clock.
+
+_CLOCK_CALLS = {"now", "utcnow", "today", "monotonic", "perf_counter", "time", "time_ns"}
+
+
+def _impurities(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)):
+            found.append(f"{line}: {type(node).__name__}")
+        elif isinstance(node, ast.Import) and any(
+            a.name.split(".")[0] in ("logging", "os", "datetime") for a in node.names
+        ):
+            found.append(f"{line}: import {', '.join(a.name for a in node.names)}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+            "logging",
+            "os",
+            "datetime",
+        ):
+            found.append(f"{line}: from {node.module} import")
+        elif isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "getLogger"):
+            found.append(f"{line}: .{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _CLOCK_CALLS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in ("datetime", "date", "time")
+        ):
+            found.append(f"{line}: {node.func.value.id}.{node.func.attr}()")
+    return found
+
+
+def _core_files() -> list[Path]:
+    return sorted(
+        p for p in SRC.rglob("*.py") if p.relative_to(SRC).parts[0] not in ("driver", "testing")
+    )
+
+
+def test_the_core_has_no_async_logging_environment_or_clock() -> None:
+    files = _core_files()
+    assert len(files) >= 15 and all("driver" not in p.parts for p in files)
+    offenders = {
+        str(p.relative_to(SRC)): bad
+        for p in files
+        if (bad := _impurities(ast.parse(p.read_text(encoding="utf-8"))))
+    }
+    assert offenders == {}
+
+
+def test_the_impurity_check_finds_each_kind() -> None:
+    source = """
+import logging
+import os.path
+from datetime import datetime
+async def f():
+    await g()
+    async for x in y: pass
+    async with z: pass
+v = os.environ["X"]
+w = os.getenv("Y")
+log = logging.getLogger("x")
+t = time.monotonic()
+d = datetime.now()
+"""
+    kinds = " ".join(_impurities(ast.parse(source)))
+    for needle in (
+        "import logging",
+        "import os.path",
+        "from datetime import",
+        "AsyncFunctionDef",
+        "Await",
+        "AsyncFor",
+        "AsyncWith",
+        ".environ",
+        ".getenv",
+        ".getLogger",
+        "time.monotonic()",
+        "datetime.now()",
+    ):
+        assert needle in kinds, needle

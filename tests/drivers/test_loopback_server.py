@@ -28,7 +28,7 @@ from wsproto.events import (
 
 from stx_anyio.testing import TestServer
 from stx_proto import ChannelMessage, UsageError
-from stx_proto.testing._server import PhoenixServer
+from stx_proto.testing import PhoenixServer
 
 pytestmark = [
     pytest.mark.anyio,
