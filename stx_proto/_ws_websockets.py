@@ -23,10 +23,24 @@ Theory of operation of :class:`WebsocketsEngine`:
   for every ping until our close is sent, the echo of the peer's close unless ours was sent,
   and a close frame naming a failure while ours was not sent. So websockets' state never needs
   to follow ours: it never sends anything here.
-* One difference remains, by design: websockets checks a frame's size when its header arrives,
-  so a message over ``max_message_size`` fails as soon as the header of the frame that takes it
-  over the limit is read, where the wsproto engine fails once the received part is over it.
-  The failure is the same (:class:`WsFailed` with code 1009), it can only come earlier.
+* websockets checks every frame's size against its ``max_size`` (reduced, inside a fragmented
+  message, by what the message already holds), control frames included. wsproto checks data
+  only. Under 125 bytes (the largest control frame) websockets gets 125 and this engine checks
+  data frames itself, on its slow path.
+* Differences that remain, by design (both engines fail the connection, only when or with which
+  code differs):
+
+  - websockets checks a frame's size when its header arrives and its UTF-8 when it is whole,
+    wsproto as the payload streams in. So a message over ``max_message_size`` fails as soon as
+    the header of the frame that takes it over the limit is read (earlier than with wsproto),
+    and invalid UTF-8 once the frame is whole (later than with wsproto when the frame spans
+    reads); for a frame both too big and invalid the code is not always the same.
+  - With ``max_message_size`` of 125 or more: a control frame between the fragments of a
+    message, when the message is within that frame's size of the limit, fails with 1009 (see
+    above; wsproto lets it through), and a control frame over 125 bytes (a protocol error) that
+    is also over the limit fails with 1009, not 1002.
+  - A peer's close code 1014 (Bad Gateway) is a close here and a protocol error (1002) to
+    wsproto, which does not know that code.
 * :class:`WsRejected`, :class:`WsClosed` and :class:`WsFailed` are terminal: the engine returns no
   event after them, and sends nothing but what it already queued.
 """
@@ -67,7 +81,8 @@ _CLOSE = Opcode.CLOSE
 _HEAD_END = re.compile(b"\n\r?\n")
 # Codes a close frame may not carry; wsproto sends 1000 in their place.
 _LOCAL_ONLY_CODES = (1005, 1006, 1015)
-# A close frame's payload is at most 125 bytes: the code and 123 bytes of reason.
+# A control frame's payload is at most 125 bytes; a close frame's: the code and 123 of reason.
+_MAX_CONTROL_PAYLOAD = 125
 _MAX_CLOSE_REASON = 123
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -85,9 +100,9 @@ def _close_frame(code: int | None, reason: str) -> bytes:
 class WebsocketsEngine:
     """A :class:`~stx_proto._websocket.WebSocketEngine` on websockets, client side.
 
-    Takes the arguments of :class:`~stx_proto._websocket.WsprotoEngine` and behaves the same
-    (see the module docstring for the one difference: an oversized message fails as soon as
-    its frame header is read).
+    Takes the arguments of :class:`~stx_proto._websocket.WsprotoEngine` and behaves the same,
+    but for the edge cases the module docstring lists (an oversized message fails as soon as
+    its frame header is read, among others).
 
     Raises UsageError if the request cannot be built from these values (non-ASCII target,
     invalid header name, negative size limit...).
@@ -97,12 +112,15 @@ class WebsocketsEngine:
         "_bin_parts",
         "_decoder",
         "_done",
+        "_fast_text",
         "_frames",
         "_handshake",
         "_head_tail",
+        "_limit",
         "_max",
         "_open",
         "_out",
+        "_parts_size",
         "_proto",
         "_receive_data",
         "_text_parts",
@@ -128,7 +146,15 @@ class WebsocketsEngine:
             subprotocols=subprotocols,
             max_message_size=max_message_size,
         )
-        self._max = max_message_size
+        # websockets checks every frame against its max_size, control frames too, which
+        # wsproto does not: below 125 bytes (a control frame's largest payload) websockets gets
+        # 125 and this engine checks the data frames itself (``_limit``), on the slow path
+        # (``_fast_text`` None turns the fast one off).
+        small = max_message_size is not None and max_message_size < _MAX_CONTROL_PAYLOAD
+        self._max = max_message_size if not small else _MAX_CONTROL_PAYLOAD
+        self._limit = max_message_size if small else None
+        self._fast_text: Opcode | None = None if small else _TEXT
+        self._parts_size = 0
         self._head_tail = b""  # the last bytes handed to the handshake, to find a head's end
         self._proto: Protocol | None = None
         self._frames: list[Frame] = []
@@ -175,10 +201,11 @@ class WebsocketsEngine:
         out: list[WsEvent] = []
         if frames:
             append = out.append
+            fast_text = self._fast_text
             for frame in frames:
                 # The hot path: a whole text message (a TEXT frame is never inside a fragmented
                 # message: websockets fails the connection first).
-                if frame.opcode is _TEXT and frame.fin:
+                if frame.opcode is fast_text and frame.fin:
                     try:
                         # Received frames hold bytearray (memoryview is for sent frames only).
                         append(WsText(frame.data.decode()))  # type: ignore[union-attr]
@@ -289,51 +316,73 @@ class WebsocketsEngine:
         self._open = True
 
     def _other_frame(self, frame: Frame, out: list[WsEvent]) -> bool:
-        """Handle any frame but a whole text message; True if it ended the connection."""
+        """Handle any frame but a whole text message on the fast path; True if it ended the
+        connection."""
         opcode = frame.opcode
-        if opcode is _BINARY:
-            if frame.fin:
-                out.append(WsBinary(bytes(frame.data)))
-            else:
-                self._bin_parts = bytearray(frame.data)
-        elif opcode is _CONT:
-            if self._text_parts is not None:
-                decoder = self._decoder
-                assert decoder is not None
-                try:
-                    self._text_parts.append(decoder.decode(frame.data, frame.fin))
-                except UnicodeDecodeError as exc:
-                    out.append(self._fail_open(str(exc), 1007))
-                    return True
-                if frame.fin:
-                    out.append(WsText("".join(self._text_parts)))
-                    self._text_parts = self._decoder = None
-            else:
-                # websockets fails a continuation with no message in progress first.
-                parts = self._bin_parts
-                assert parts is not None
-                parts += frame.data
-                if frame.fin:
-                    out.append(WsBinary(bytes(parts)))
-                    self._bin_parts = None
-        elif opcode is _TEXT:  # the first fragment of a text message
-            decoder = self._decoder = _utf8_decoder()
-            try:
-                self._text_parts = [decoder.decode(frame.data)]
-            except UnicodeDecodeError as exc:
-                out.append(self._fail_open(str(exc), 1007))
-                return True
-        elif opcode is _PING:
+        if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+            return self._data_frame(frame, out)
+        if opcode is _PING:
             # No pong once our close is sent, as with wsproto.
             if self._open:
                 self._out += Frame(_PONG, frame.data).serialize(mask=True)
-        elif opcode is _PONG:
-            pass
-        else:  # _CLOSE, the last opcode websockets yields; it parsed the payload already
-            proto = self._proto
-            assert proto is not None and proto.close_rcvd is not None
-            out.append(self._peer_closed(int(proto.close_rcvd.code), proto.close_rcvd.reason))
+            return False
+        if opcode is _PONG:
+            return False
+        # _CLOSE, the last opcode websockets yields; it parsed the payload already.
+        proto = self._proto
+        assert proto is not None and proto.close_rcvd is not None
+        out.append(self._peer_closed(int(proto.close_rcvd.code), proto.close_rcvd.reason))
+        return True
+
+    def _data_frame(self, frame: Frame, out: list[WsEvent]) -> bool:
+        """Handle a data frame (fragments, messages under a small limit); True if that failed
+        the connection.
+
+        As with wsproto, a text frame is decoded before its size is checked.
+        """
+        opcode = frame.opcode
+        data = frame.data
+        fin = frame.fin
+        text: str | None = None
+        try:
+            if opcode is _TEXT:
+                self._decoder = _utf8_decoder()
+                text = self._decoder.decode(data, fin)
+            elif opcode is _CONT and self._text_parts is not None:
+                assert self._decoder is not None
+                text = self._decoder.decode(data, fin)
+        except UnicodeDecodeError as exc:
+            out.append(self._fail_open(str(exc), 1007))
             return True
+        # websockets fails a continuation with no message in progress, and a new message inside
+        # one, before yielding them.
+        size = len(data) if opcode is not _CONT else self._parts_size + len(data)
+        if self._limit is not None and size > self._limit:
+            out.append(self._fail_open("message too big", 1009))
+            return True
+        self._parts_size = size
+        if text is not None:
+            parts = [text] if opcode is _TEXT else self._text_parts
+            assert parts is not None
+            if fin:
+                out.append(WsText(text if opcode is _TEXT else "".join([*parts, text])))
+                self._text_parts = self._decoder = None
+            else:
+                if opcode is _CONT:
+                    parts.append(text)
+                self._text_parts = parts
+        elif opcode is _BINARY:
+            if fin:
+                out.append(WsBinary(bytes(data)))
+            else:
+                self._bin_parts = bytearray(data)
+        else:
+            bin_parts = self._bin_parts
+            assert bin_parts is not None
+            bin_parts += data
+            if fin:
+                out.append(WsBinary(bytes(bin_parts)))
+                self._bin_parts = None
         return False
 
     def _peer_closed(self, code: int, reason: str) -> WsClosed:
