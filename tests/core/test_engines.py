@@ -6,10 +6,12 @@ import sys
 
 import pytest
 
-from stx_proto._engines import ENGINES, resolve_engine
+from stx_proto import Client
+from stx_proto._engines import ENGINES, EngineFactory, resolve_engine
 from stx_proto._errors import UsageError
 from stx_proto._websocket import WebSocketEngine, WsprotoEngine
 from stx_proto._ws_websockets import WebsocketsEngine
+from stx_proto.testing import Link, PhoenixServer
 
 
 def test_names() -> None:
@@ -59,3 +61,13 @@ def test_stx_proto_imports_without_websockets() -> None:
         [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True
     )
     assert "pip install 'stx-ws[fast]'" in result.stdout
+
+
+def test_the_ws_engine_option_reaches_every_client(ws_engine: EngineFactory) -> None:
+    # conftest: ``--ws-engine`` becomes the default of Client(engine=...) in tests/core.
+    defaults = Client.__init__.__kwdefaults__
+    assert defaults is not None
+    assert defaults["engine"] is ws_engine
+    link = Link(Client("ws://test/socket"), PhoenixServer())
+    link.connect()
+    assert link.client.is_connected
