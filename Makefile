@@ -32,6 +32,7 @@ test: lint types unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_throughput.py
+	$(BIN)/python benchmarks/engine_parse.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage
