@@ -22,13 +22,17 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# The whole suite with the coverage gate, then the core suite again on the websockets engine
+# (no coverage there: the first run covers both engines' code already).
 unit: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term-missing
+	$(BIN)/python -m pytest tests/core --ws-engine=websockets
 
 test: lint types unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_throughput.py
+	$(BIN)/python benchmarks/engine_parse.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage

@@ -3,7 +3,8 @@
 Pre-builds WebSocket frames carrying ~300-byte Phoenix market updates, feeds them to a
 connected ``stx_proto.Client`` in 64 KiB reads (as a socket would deliver them), and drains
 every event. Prints messages per second and microseconds per message for the standard-library
-and orjson codecs, next to a bare wsproto + json loop (the floor this layer is built on).
+and orjson codecs on each WebSocket engine (wsproto, websockets), next to bare wsproto + json
+and bare websockets ClientProtocol + json loops (the floors each engine is built on).
 
     python benchmarks/core_throughput.py            # full run
     python benchmarks/core_throughput.py --quick    # a smoke run (used by the test suite)
@@ -16,10 +17,14 @@ import json
 import time
 from collections.abc import Callable
 
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.uri import parse_uri
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
 from stx_proto import Client, MessageReceived, SleepUntil
+from stx_proto._engines import resolve_engine
 from stx_proto.testing import Link, PhoenixServer
 
 TOPIC = "market_info"
@@ -39,9 +44,12 @@ def market_update(i: int) -> dict[str, object]:
     }
 
 
-def joined_client(codec: str, server: PhoenixServer) -> Link:
-    """A client on ``codec`` joined to TOPIC through ``server``, in memory."""
-    link = Link(Client("ws://bench/socket", json=codec, heartbeat_interval=None), server)
+def joined_client(codec: str, server: PhoenixServer, engine: str = "wsproto") -> Link:
+    """A client on ``codec`` and ``engine`` joined to TOPIC through ``server``, in memory."""
+    client = Client(
+        "ws://bench/socket", json=codec, heartbeat_interval=None, engine=resolve_engine(engine)
+    )
+    link = Link(client, server)
     link.connect()
     link.join(TOPIC)
     link.take()
@@ -95,6 +103,33 @@ def run_bare(data: bytes) -> int:
     return received
 
 
+def run_bare_websockets(data: bytes) -> int:
+    """The websockets floor: ClientProtocol and json.loads with no Phoenix layer at all."""
+    proto = ClientProtocol(parse_uri("ws://bench/"), max_size=None)
+    server = WSConnection(ConnectionType.SERVER)
+    proto.send_request(proto.connect())
+    server.receive_data(b"".join(proto.data_to_send()))
+    next(server.events())
+    proto.receive_data(server.send(AcceptConnection()))
+    proto.events_received()
+    loads = json.loads
+    text, cont = Opcode.TEXT, Opcode.CONT
+    received = 0
+    parts: list[bytes] = []
+    for start in range(0, len(data), CHUNK):
+        proto.receive_data(data[start : start + CHUNK])
+        for frame in proto.events_received():
+            opcode = frame.opcode  # type: ignore[union-attr]
+            if opcode is text or opcode is cont:
+                parts.append(frame.data)  # type: ignore[union-attr,arg-type]
+                if not frame.fin:  # type: ignore[union-attr]
+                    continue
+                loads(b"".join(parts).decode() if len(parts) > 1 else parts[0].decode())
+                parts.clear()
+                received += 1
+    return received
+
+
 def measure(label: str, fn: Callable[[], int], count: int, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -104,7 +139,7 @@ def measure(label: str, fn: Callable[[], int], count: int, repeat: int) -> float
         if got != count:
             raise SystemExit(f"{label}: delivered {got} of {count} messages")
     rate = count / best
-    print(f"{label:<28} {rate:>10,.0f} msg/s {best / count * 1e6:>8.2f} us/msg")
+    print(f"{label:<30} {rate:>10,.0f} msg/s {best / count * 1e6:>8.2f} us/msg")
     return rate
 
 
@@ -119,17 +154,20 @@ def main(argv: list[str] | None = None) -> None:
     frames = build_frames(count)
     print(f"{count:,} messages, {len(frames) / count:.0f} bytes per WebSocket frame\n")
     measure("bare wsproto + json", lambda: run_bare(frames), count, repeat)
-    for codec in ("stdlib", "orjson"):
-        measure(f"stx_proto ({codec})", _fresh(codec, frames), count, repeat)
+    measure("bare websockets + json", lambda: run_bare_websockets(frames), count, repeat)
+    for engine in ("wsproto", "websockets"):
+        for codec in ("stdlib", "orjson"):
+            label = f"stx_proto ({codec})" if engine == "wsproto" else f"stx_proto ({codec}, ws)"
+            measure(label, _fresh(codec, frames, engine), count, repeat)
 
 
-def _fresh(codec: str, frames: bytes) -> Callable[[], int]:
+def _fresh(codec: str, frames: bytes, engine: str) -> Callable[[], int]:
     # The frames carry the join_ref of the client they were built for; a client set up the
     # same way gets the same refs, so a fresh one per run accepts them as current.
     def run() -> int:
         server = PhoenixServer()
         server.route("*")
-        return run_core(joined_client(codec, server).client, frames)
+        return run_core(joined_client(codec, server, engine).client, frames)
 
     return run
 

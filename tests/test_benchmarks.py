@@ -17,9 +17,30 @@ def test_core_throughput_quick(
     monkeypatch.setattr(sys, "argv", ["core_throughput.py", "--quick"])
     runpy.run_path(str(BENCHMARKS / "core_throughput.py"), run_name="__main__")
     out = capsys.readouterr().out
-    for label in ("bare wsproto + json", "stx_proto (stdlib)", "stx_proto (orjson)"):
+    for label in (
+        "bare wsproto + json",
+        "bare websockets + json",
+        "stx_proto (stdlib)",
+        "stx_proto (orjson)",
+        "stx_proto (stdlib, ws)",
+        "stx_proto (orjson, ws)",
+    ):
         assert label in out
     assert "msg/s" in out
+
+
+def test_engine_parse_quick(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["engine_parse.py", "--quick"])
+    runpy.run_path(str(BENCHMARKS / "engine_parse.py"), run_name="__main__")
+    rows = [line for line in capsys.readouterr().out.splitlines() if "us/frame" in line]
+    assert [row[:32].strip() for row in rows] == [
+        "bare wsproto",
+        "engine wsproto",
+        "bare websockets ClientProtocol",
+        "engine websockets",
+    ]
 
 
 def test_driver_throughput_quick(

@@ -4,6 +4,11 @@ Two checks. A fresh interpreter imports every stx_proto module (stx_proto.testin
 then none of the forbidden modules may be loaded (``time`` aside: the interpreter loads it
 itself), and no stx_proto module may hold a forbidden module or anything defined in one. And no
 import statement in any file of stx_proto names one of them.
+
+The websockets engine is checked apart: websockets loads ``socket`` at import (its version
+module reads package metadata, which loads the email package, which imports socket) though its
+sans-IO protocol never uses it. So that module may load what websockets' own sans-IO modules
+load, and nothing more.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ FORBIDDEN = ("asyncio", "trio", "anyio", "socket", "ssl", "time")
 SRC = Path(stx_proto.__file__).parent
 
 
+# Modules on an optional dependency, checked apart (see the module docstring).
+OPTIONAL = ("stx_proto._ws_websockets",)
+WEBSOCKETS_SANS_IO = ("websockets.exceptions", "websockets.frames", "websockets.protocol")
+
+
 def _all_module_names() -> list[str]:
     names = ["stx_proto"]
     for info in pkgutil.walk_packages([str(SRC)], prefix="stx_proto."):
@@ -28,8 +38,13 @@ def _all_module_names() -> list[str]:
     return sorted(names)
 
 
+def _core_module_names() -> list[str]:
+    return [name for name in _all_module_names() if name not in OPTIONAL]
+
+
 def test_every_module_is_found() -> None:
     names = _all_module_names()
+    assert set(OPTIONAL) <= set(names)
     assert "stx_proto._client" in names
     assert "stx_proto.testing" in names
     assert "stx_proto.testing._link" in names
@@ -55,8 +70,9 @@ print(json.dumps({"loaded": loaded, "held": held}))
 """
 
 
-def _probe(prelude: str = "") -> dict[str, list[str]]:
-    script = f"FORBIDDEN = {FORBIDDEN!r}\nNAMES = {_all_module_names()!r}\n{prelude}\n{_PROBE}"
+def _probe(prelude: str = "", names: list[str] | None = None) -> dict[str, list[str]]:
+    names = _core_module_names() if names is None else names
+    script = f"FORBIDDEN = {FORBIDDEN!r}\nNAMES = {names!r}\n{prelude}\n{_PROBE}"
     # -I: a fresh, isolated interpreter (no user site, no PYTHON* variables).
     result = subprocess.run(
         [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True
@@ -67,6 +83,15 @@ def _probe(prelude: str = "") -> dict[str, list[str]]:
 
 def test_importing_every_stx_proto_module_loads_no_io_module() -> None:
     assert _probe() == {"loaded": [], "held": []}
+
+
+def test_the_websockets_engine_loads_no_io_module_beyond_what_websockets_loads() -> None:
+    websockets_alone = _probe(names=list(WEBSOCKETS_SANS_IO))
+    engine = _probe(names=[*WEBSOCKETS_SANS_IO, *OPTIONAL])
+    assert engine["loaded"] == websockets_alone["loaded"]
+    assert set(engine["loaded"]) <= {"socket"}
+    # What the engine module holds is checked alone: websockets' modules hold what they like.
+    assert [name for name in engine["held"] if name.startswith("stx_proto.")] == []
 
 
 def test_the_probe_is_not_blind() -> None:
