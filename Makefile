@@ -22,11 +22,11 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-# The whole suite with the coverage gate, then the core suite again on the websockets engine
-# (no coverage there: the first run covers both engines' code already).
+# The whole suite with the coverage gate, then the core and driver suites again on the
+# websockets engine (no coverage there: the first run covers both engines' code already).
 unit: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term-missing
-	$(BIN)/python -m pytest tests/core --ws-engine=websockets
+	$(BIN)/python -m pytest tests/core tests/drivers --ws-engine=websockets
 
 test: lint types unit
 

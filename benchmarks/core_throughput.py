@@ -23,8 +23,7 @@ from websockets.uri import parse_uri
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from stx_proto import Client, MessageReceived, SleepUntil
-from stx_proto._engines import resolve_engine
+from stx_proto import Client, MessageReceived, SleepUntil, resolve_engine
 from stx_proto.testing import Link, PhoenixServer
 
 TOPIC = "market_info"

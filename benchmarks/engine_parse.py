@@ -25,8 +25,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request, TextMessage
 from wsproto.utilities import generate_accept_token
 
-from stx_proto._engines import resolve_engine
-from stx_proto._websocket import WebSocketEngine, WsText
+from stx_proto import WebSocketEngine, WsText, resolve_engine
 
 CHUNK = 64 * 1024
 

@@ -8,6 +8,7 @@ and carries out the commands it returns. See ``docs/core.md`` for the contract.
 from ._channel import ChannelState
 from ._client import Client
 from ._codec import JsonCodec, OrjsonCodec, StdlibJsonCodec
+from ._engines import ENGINES, EngineFactory, resolve_engine
 from ._errors import (
     ClientClosedError,
     ConnectionClosedError,
@@ -57,9 +58,21 @@ from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
 from ._socket_state import SocketState
 from ._stats import CoreStats
 from ._stx import STX_HOSTS, Channels, StxToken, stx_settings, stx_topic, stx_url
+from ._websocket import (
+    WebSocketEngine,
+    WsAccepted,
+    WsBinary,
+    WsClosed,
+    WsEvent,
+    WsFailed,
+    WsprotoEngine,
+    WsRejected,
+    WsText,
+)
 
 __all__ = [
     "DEFAULT_REJOIN_POLICY",
+    "ENGINES",
     "STX_HOSTS",
     "ChannelCloseReason",
     "ChannelClosed",
@@ -77,6 +90,7 @@ __all__ = [
     "CoreStats",
     "DisconnectReason",
     "Disconnected",
+    "EngineFactory",
     "Event",
     "FrameDropped",
     "FrameError",
@@ -113,7 +127,17 @@ __all__ = [
     "StxToken",
     "StxWsError",
     "UsageError",
+    "WebSocketEngine",
+    "WsAccepted",
+    "WsBinary",
+    "WsClosed",
+    "WsEvent",
+    "WsFailed",
+    "WsRejected",
+    "WsText",
+    "WsprotoEngine",
     "list_presences",
+    "resolve_engine",
     "stx_settings",
     "stx_topic",
     "stx_url",

@@ -24,12 +24,12 @@ left is rejoined before its buffered pushes are sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from random import Random
 from typing import Any
 
 from ._channel import ChannelSet, ChannelState, positive
 from ._codec import JsonCodec, resolve_codec
+from ._engines import EngineFactory, resolve_engine
 from ._errors import ClientClosedError, FrameError, UsageError
 from ._events import (
     Closed,
@@ -68,13 +68,11 @@ from ._url import (
     resolve_token,
 )
 from ._websocket import (
-    WebSocketEngine,
     WsAccepted,
     WsBinary,
     WsClosed,
     WsEvent,
     WsFailed,
-    WsprotoEngine,
     WsRejected,
     WsText,
 )
@@ -87,8 +85,6 @@ __all__ = [
     "SocketInput",
     "SocketState",
 ]
-
-EngineFactory = Callable[..., WebSocketEngine]
 
 _HEARTBEAT: TimerKey = (TimerKind.HEARTBEAT, "")
 _HEARTBEAT_REPLY: TimerKey = (TimerKind.HEARTBEAT_REPLY, "")
@@ -122,8 +118,10 @@ class Client:
         max_buffered_pushes: per channel, how many pushes may wait for the join.
         max_message_size: the largest WebSocket message accepted (None: no limit).
         rng: the source of jitter; inject a seeded ``random.Random`` for repeatable runs.
-        engine: the WebSocket engine factory; None means the transport does its own WebSocket
-            framing and hands whole messages to :meth:`receive_message`.
+        engine: the WebSocket engine: ``"wsproto"`` (the default), ``"websockets"`` (faster;
+            ``pip install 'stx-ws[fast]'``), or an engine factory; None means the transport
+            does its own WebSocket framing and hands whole messages to
+            :meth:`receive_message`.
 
     Raises:
         UsageError: an invalid URL, vsn, codec or option.
@@ -148,7 +146,7 @@ class Client:
         max_buffered_pushes: int = 1000,
         max_message_size: int | None = 64 * 1024 * 1024,
         rng: Random | None = None,
-        engine: EngineFactory | None = WsprotoEngine,
+        engine: str | EngineFactory | None = "wsproto",
     ) -> None:
         self._endpoint = Endpoint.parse(url)
         self._params = params
@@ -176,7 +174,7 @@ class Client:
             raise UsageError("max_buffered_pushes must be >= 0")
         self._max_message_size = max_message_size
         self._rng = rng = rng if rng is not None else Random()
-        self._engine_factory = engine
+        self._engine_factory = None if engine is None else resolve_engine(engine)
 
         self._state = SocketState.IDLE
         self._attempts = 0  # consecutive failed connection attempts

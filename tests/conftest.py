@@ -8,10 +8,11 @@ from stx_proto._engines import ENGINES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register ``--ws-engine``: the WebSocket engine of every Client the core tests make."""
+    """Register ``--ws-engine``: the WebSocket engine of every client the core and driver
+    tests make."""
     parser.addoption(
         "--ws-engine",
         choices=ENGINES,
         default="wsproto",
-        help="the WebSocket engine of the clients of tests/core (default: wsproto)",
+        help="the WebSocket engine of tests/core and tests/drivers (default: wsproto)",
     )

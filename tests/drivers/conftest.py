@@ -8,12 +8,13 @@ sets anyio's backend); tests about one package only choose their backends themse
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trustme
 
 from stx_anyio.testing import TestServer
+from stx_proto.driver import SocketBase
 
 from .support import IMPLS, Impl
 
@@ -59,3 +60,15 @@ def client_ssl(tls_ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     tls_ca.configure_trust(ctx)
     return ctx
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ws_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The engine ``--ws-engine`` names, made the default of ``Socket(engine=...)``: the
+    driver suite runs on each engine (the Makefile runs it again with websockets)."""
+    engine: str = request.config.getoption("ws_engine")
+    defaults = SocketBase.__init__.__kwdefaults__
+    assert defaults is not None and "engine" in defaults
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(defaults, "engine", engine)
+        yield engine

@@ -108,7 +108,12 @@ async def test_a_message_transport_carries_a_session(impl: Impl, srv: TestServer
     closes: list[Any] = []
     with anyio.fail_after(LIMIT):
         async with make_socket(
-            impl, srv, transport=transport, params={"user": "ada"}, on_close=closes.append
+            impl,
+            srv,
+            transport=transport,
+            engine="wsproto",  # whatever --ws-engine says: it frames the messages itself
+            params={"user": "ada"},
+            on_close=closes.append,
         ) as sock:
             ch = await sock.join("room:1", {"since": 0})
             assert await ch.push("echo", {"n": 1}) == {"n": 1}
@@ -132,7 +137,9 @@ async def test_a_message_transport_refused_handshake(impl: Impl, srv: TestServer
     srv.phoenix.refuse_handshake = 403
     retry = RetryPolicy(initial_backoff=0.01, max_backoff=0.02, max_refusals=2)
     with anyio.fail_after(LIMIT), pytest.raises(GaveUpError) as info:
-        async with make_socket(impl, srv, transport=WsprotoTransport(), retry=retry) as sock:
+        async with make_socket(
+            impl, srv, transport=WsprotoTransport(), retry=retry, engine="wsproto"
+        ) as sock:
             await sock.join("room:1")
     assert isinstance(info.value.__cause__, HandshakeRefusedError)
     assert info.value.__cause__.status_code == 403
@@ -144,3 +151,12 @@ async def test_a_transport_must_be_one_of_the_two_kinds(impl: Impl, srv: TestSer
     with pytest.raises(UsageError, match="StreamTransport or a MessageTransport"):
         make_socket(impl, srv, transport=object())
     assert FAST.initial_backoff > 0
+
+
+async def test_an_engine_does_not_go_with_a_message_transport(impl: Impl, srv: TestServer) -> None:
+    from stx_proto import UsageError
+
+    with pytest.raises(UsageError, match="does its own WebSocket"):
+        make_socket(impl, srv, transport=WsprotoTransport(), engine="websockets")
+    with pytest.raises(UsageError, match="engine must be one of"):
+        make_socket(impl, srv, engine="picows")
