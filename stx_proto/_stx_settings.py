@@ -189,8 +189,8 @@ def _read_profile(
     section = parser[profile]
     level: dict[str, Any] = {}
     for key, field in _PROFILE_KEYS:
-        value = section.get(key)
-        if not _set(value):
+        value = (section.get(key) or "").strip()  # a multi-line PEM starts with a newline
+        if not value:
             continue
         if field in level and level[field] != value:
             raise UsageError(f"profile [{profile}] sets {field} twice, with different values")
