@@ -314,8 +314,6 @@ class StxServer(PhoenixServer):
 
     def _on_join(self, topic: str, payload: Any, conn: ServerConnection) -> tuple[str, Any]:
         name, _, key = topic.partition(":")
-        if payload is None:
-            payload = {}
         if not isinstance(payload, dict):
             return "error", {"reason": "the join payload must be an object"}
         if name in _PER_USER and self._identities.get(conn) != key:

@@ -149,9 +149,7 @@ def test_per_user_options() -> None:
         "ping_timeout": 8000,
     }
     assert o.cancel_on_disconnect
-    assert StxChannels.orders(cancel_on_disconnect=True).payload() == {
-        "cancel_on_disconnect": True
-    }
+    assert StxChannels.orders(cancel_on_disconnect=True).payload() == {"cancel_on_disconnect": True}
     assert not StxChannels.orders().cancel_on_disconnect
 
 
