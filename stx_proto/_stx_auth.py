@@ -30,7 +30,6 @@ __all__ = [
     "SIGNATURE_WINDOW_MS",
     "SIGNED_METHOD",
     "SIGNED_PATH",
-    "USER_AGENT",
     "StxPrivateKey",
     "load_private_key",
     "oauth_headers",
@@ -47,6 +46,9 @@ OAUTH_HEADER = "x-stx-oauth-token"
 #: The method and path an API-key signature covers (the query string is not part of it).
 SIGNED_METHOD = "GET"
 SIGNED_PATH = "/socket/websocket"
+
+#: ``USER_AGENT`` (``stx-ws/<version>``) is a module attribute computed on first use: see
+#: :func:`user_agent`.
 
 #: How far (ms) the server lets a signature's timestamp be from its own clock.
 SIGNATURE_WINDOW_MS = 30_000

@@ -9,9 +9,11 @@ its own :class:`ServerConnection` from :meth:`PhoenixServer.connect`. A connecti
 and produces bytes, exactly like the client core: the transport feeds what it reads to
 :meth:`ServerConnection.receive_data`, writes what :meth:`ServerConnection.data_to_send`
 returns, and closes the stream once :attr:`ServerConnection.closed` is true (abruptly, with no
-WebSocket close, when :attr:`ServerConnection.should_drop` is true). The only timers are for
-replies held back by :attr:`PhoenixServer.reply_delay`: :meth:`ServerConnection.next_deadline`
-says when, :meth:`ServerConnection.handle_timer` releases them.
+WebSocket close, when :attr:`ServerConnection.should_drop` is true). A connection's timers are
+for replies held back by :attr:`PhoenixServer.reply_delay`: :meth:`ServerConnection.next_deadline`
+says when, :meth:`ServerConnection.handle_timer` releases them. A server built on this one may
+add server-wide timers that outlive connections (:meth:`PhoenixServer.next_deadline`,
+:meth:`PhoenixServer.handle_timer`), which ``Link`` and the loopback ``TestServer`` drive too.
 
 The WebSocket side is wsproto in server mode. The handshake is refused the way Phoenix refuses
 it (HTTP 403 for an unknown ``vsn``, a refused ``auth`` or a bad auth-token subprotocol), pings

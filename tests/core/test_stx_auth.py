@@ -160,7 +160,7 @@ def test_user_agent_names_the_package_and_version(monkeypatch: pytest.MonkeyPatc
 
 def test_unknown_module_attributes_still_raise() -> None:
     with pytest.raises(AttributeError, match="NOPE"):
-        _ = auth.NOPE  # type: ignore[attr-defined]
+        _ = auth.NOPE
 
 
 def test_private_key_type_is_exported() -> None:

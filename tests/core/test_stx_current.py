@@ -79,7 +79,7 @@ def test_channels_format_as_their_value() -> None:
     assert str(Channels.PORTFOLIO) == "portfolio"
     assert f"{Channels.ACTIVE_ORDERS}:u" == "active_orders:u"
     assert f"{Channels.USER_INFO:>12}" == "   user_info"
-    assert Channels.MARKET_INFO == "market_info"  # still a str
+    assert isinstance(Channels.MARKET_INFO, str)
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,15 +113,15 @@ def test_public_topics_and_payloads() -> None:
 @pytest.mark.parametrize(
     ("make", "name"),
     [
-        (lambda: StxChannels.fills(), "fills"),
-        (lambda: StxChannels.positions(), "positions"),
-        (lambda: StxChannels.settlements(), "settlements"),
-        (lambda: StxChannels.balances(), "balances"),
-        (lambda: StxChannels.account(), "account"),
-        (lambda: StxChannels.user_info(), "user_info"),
-        (lambda: StxChannels.rfq(), "rfq"),
-        (lambda: StxChannels.combo_quote(), "combo_quote"),
-        (lambda: StxChannels.orders(), "orders"),
+        (StxChannels.fills, "fills"),
+        (StxChannels.positions, "positions"),
+        (StxChannels.settlements, "settlements"),
+        (StxChannels.balances, "balances"),
+        (StxChannels.account, "account"),
+        (StxChannels.user_info, "user_info"),
+        (StxChannels.rfq, "rfq"),
+        (StxChannels.combo_quote, "combo_quote"),
+        (StxChannels.orders, "orders"),
     ],
 )
 def test_per_user_topics_are_suffixed_with_the_user_id(make: object, name: str) -> None:

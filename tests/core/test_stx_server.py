@@ -40,18 +40,26 @@ class Rig:
         *,
         skew: float = 0.0,
         params: Any = None,
-        retry: RetryPolicy | None | str = "fast",
+        retry: RetryPolicy | str | None = "fast",
+        url: str = "ws://stx.test/socket",
     ) -> None:
         self.skew = skew  # seconds the client's wall clock is off
+        self.sign: Any = None  # when set, headers are made by it at every connect
+        self.headers = headers
         self.server = StxServer(clock=lambda: T0 + self.link.now)
         client = Client(
-            "ws://stx.test/socket",
-            headers=headers,
+            url,
+            headers=self._headers,
             params=params,
             heartbeat_interval=None,
             retry=FAST if retry == "fast" else retry,  # type: ignore[arg-type]
         )
         self.link = Link(client, self.server)
+
+    def _headers(self) -> Any:
+        if self.sign is not None:
+            return self.sign()
+        return self.headers() if callable(self.headers) else self.headers
 
     def wall_ms(self) -> int:
         return int((T0 + self.link.now + self.skew) * 1000)
@@ -70,10 +78,9 @@ class Rig:
 
 
 def signed_rig(user: str = USER, **kwargs: Any) -> Rig:
-    holder: dict[str, Any] = {}
-    rig = Rig(lambda: holder["sign"](), **kwargs)
+    rig = Rig(**kwargs)
     key_id, pem = rig.server.new_api_key(user)
-    holder["sign"] = rig.signer(key_id, pem)
+    rig.sign = rig.signer(key_id, pem)
     return rig
 
 
@@ -97,11 +104,10 @@ def test_an_api_key_signature_is_verified_and_names_the_user() -> None:
 
 
 def test_a_bad_signature_is_refused_with_401() -> None:
-    holder: dict[str, Any] = {}
-    rig = Rig(lambda: holder["sign"](), retry=None)
+    rig = Rig(retry=None)
     key_id, _ = rig.server.new_api_key(USER)
     _, other_pem = rig.server.new_api_key("someone-else")
-    holder["sign"] = rig.signer(key_id, other_pem)
+    rig.sign = rig.signer(key_id, other_pem)
     rig.link.connect()
     assert [e.status_code for e in rig.link.of_type(HandshakeRefused)] == [401]
     assert rig.link.connections[0].errors == ["401: bad signature"]
@@ -521,13 +527,7 @@ def test_the_base_server_has_no_timers_and_on_leave_errors_are_kept() -> None:
 
 def test_the_signature_covers_the_requests_own_path() -> None:
     # The client signs "/socket/websocket"; a server mounted elsewhere refuses it.
-    holder: dict[str, Any] = {}
-    rig = Rig(lambda: holder["sign"](), retry=None)
-    rig.link.client = Client(
-        "ws://stx.test/other", headers=lambda: holder["sign"](), heartbeat_interval=None
-    )
-    key_id, pem = rig.server.new_api_key(USER)
-    holder["sign"] = rig.signer(key_id, pem)
+    rig = signed_rig(retry=None, url="ws://stx.test/other")
     rig.link.connect()
     assert rig.link.connections[0].errors == ["401: bad signature"]
     assert base64.b64decode(dict(rig.link.connections[0].request_headers)["x-stx-access-signature"])
