@@ -143,6 +143,7 @@ class TestServer:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._serve, listener)
+        task_group.start_soon(self._run_server_timers)
 
     async def stop(self) -> None:
         """Stop listening and end every connection (abruptly). Does nothing if not started."""
@@ -157,6 +158,7 @@ class TestServer:
         task_group, self._task_group = self._task_group, None
         if task_group is None:
             return None
+        self.phoenix.on_timers_changed = None
         task_group.cancel_scope.cancel()
         if isinstance(exc, Exception):
             # An error in the body (a failed assert, say) propagates as itself: handed to the
@@ -276,6 +278,24 @@ class TestServer:
 
     def _notify(self) -> None:
         self._changed.notify()
+
+    async def _run_server_timers(self) -> None:
+        """Fire the scripted server's own timers (those that outlive connections) on time."""
+        wakeup = _Wakeup()
+        self.phoenix.on_timers_changed = wakeup.set
+        while True:
+            wakeup.clear()
+            now = anyio.current_time()
+            deadline = self.phoenix.next_deadline()
+            if deadline is not None and deadline <= now:
+                self.phoenix.handle_timer(now)
+                self._notify()
+                continue
+            if deadline is None:
+                await wakeup.wait()
+            else:
+                with anyio.move_on_after(deadline - now):
+                    await wakeup.wait()
 
     async def _serve(self, listener: Listener[ByteStream]) -> None:
         async with listener:

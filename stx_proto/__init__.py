@@ -57,7 +57,26 @@ from ._presence import Presence, PresenceUpdate, list_presences, sync_diff, sync
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
 from ._socket_state import SocketState
 from ._stats import CoreStats
-from ._stx import STX_HOSTS, Channels, StxToken, stx_settings, stx_topic, stx_url
+from ._stx import (
+    STX_HOSTS,
+    Channels,
+    StxToken,
+    stx_env,
+    stx_host,
+    stx_host_url,
+    stx_settings,
+    stx_topic,
+    stx_url,
+)
+from ._stx_auth import StxPrivateKey, load_private_key, oauth_headers, sign_request, user_agent
+from ._stx_channels import (
+    StxChannel,
+    StxChannels,
+    answers_channel_ping,
+    apply_filter_push,
+    clamp_ping_timeout,
+)
+from ._stx_settings import AccessToken, StxAuthKind, StxSettings, resolve_stx_settings
 from ._websocket import (
     WebSocketEngine,
     WsAccepted,
@@ -74,6 +93,7 @@ __all__ = [
     "DEFAULT_REJOIN_POLICY",
     "ENGINES",
     "STX_HOSTS",
+    "AccessToken",
     "ChannelCloseReason",
     "ChannelClosed",
     "ChannelErrored",
@@ -124,6 +144,11 @@ __all__ = [
     "SleepUntil",
     "SocketState",
     "StdlibJsonCodec",
+    "StxAuthKind",
+    "StxChannel",
+    "StxChannels",
+    "StxPrivateKey",
+    "StxSettings",
     "StxToken",
     "StxWsError",
     "UsageError",
@@ -136,11 +161,22 @@ __all__ = [
     "WsRejected",
     "WsText",
     "WsprotoEngine",
+    "answers_channel_ping",
+    "apply_filter_push",
+    "clamp_ping_timeout",
     "list_presences",
+    "load_private_key",
+    "oauth_headers",
     "resolve_engine",
+    "resolve_stx_settings",
+    "sign_request",
+    "stx_env",
+    "stx_host",
+    "stx_host_url",
     "stx_settings",
     "stx_topic",
     "stx_url",
     "sync_diff",
     "sync_state",
+    "user_agent",
 ]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import UsageError
 
 #: A JWT, or a sync or async callable returning one (called at every connect).
 StxToken = str | Callable[[], str | Awaitable[str]]
 
-#: (region, env) -> host.
+#: (region, env) -> host, for both generations of STX's API: the staging host is the legacy
+#: API's only (STX's current SDK knows demo and production). There is no (us, production) host.
 STX_HOSTS: Mapping[tuple[str, str], str] = {
     ("ontario", "production"): "api.on.stxapp.ca",
     ("ontario", "staging"): "api-staging.on.sportsxapp.com",
@@ -25,7 +27,13 @@ STX_HOSTS: Mapping[tuple[str, str], str] = {
     ("us", "demo"): "demo.stxapp.io",
 }
 
+#: Other names accepted for an env.
+STX_ENV_ALIASES: Mapping[str, str] = {"prod": "production", "live": "production"}
+
 STX_SOCKET_PATH = "/socket/websocket"
+
+#: ``host=`` URL schemes and the WebSocket scheme each means.
+_HOST_SCHEMES: Mapping[str, str] = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
 class Channels(str, enum.Enum):
@@ -38,6 +46,14 @@ class Channels(str, enum.Enum):
     ACTIVE_SETTLEMENTS = "active_settlements"
     PORTFOLIO = "portfolio"
     USER_INFO = "user_info"
+
+    def __str__(self) -> str:
+        """The value (``"market_info"``), so f-strings and str() give the topic name."""
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        """Format the value, as a str would (f"{Channels.PORTFOLIO}" is "portfolio")."""
+        return format(self.value, spec)
 
     @property
     def user_scoped(self) -> bool:
@@ -56,16 +72,64 @@ class Channels(str, enum.Enum):
         return f"{self.value}:{user_uid}"
 
 
-def stx_url(region: str = "ontario", env: str = "staging") -> str:
-    """The socket URL for ``region``/``env`` (the token goes in the params, not here).
+def stx_env(env: str) -> str:
+    """``env`` in the host table's spelling: lowercased, ``prod`` and ``live`` as
+    ``production``."""
+    env = env.strip().lower()
+    return STX_ENV_ALIASES.get(env, env)
 
-    Raises UsageError for an unknown pair, naming the known ones.
+
+def stx_host(region: str = "ontario", env: str = "staging") -> str:
+    """The host of ``region``/``env`` in :data:`STX_HOSTS` (case-insensitive; ``prod`` and
+    ``live`` name production).
+
+    Raises UsageError for an unknown pair, naming the known ones, and saying so plainly for
+    (us, production), which STX does not have yet.
     """
-    host = STX_HOSTS.get((region, env))
+    key = (region.strip().lower(), stx_env(env))
+    host = STX_HOSTS.get(key)
     if host is None:
         known = ", ".join(f"{r}/{e}" for r, e in STX_HOSTS)
-        raise UsageError(f"no STX host for region={region!r} env={env!r}; known: {known}")
-    return f"wss://{host}{STX_SOCKET_PATH}"
+        hint = (
+            " (STX has no US production host yet: use us/demo, or ontario/production)"
+            if key == ("us", "production")
+            else ""
+        )
+        raise UsageError(f"no STX host for region={region!r} env={env!r}; known: {known}{hint}")
+    return host
+
+
+def stx_url(region: str = "ontario", env: str = "staging") -> str:
+    """The socket URL for ``region``/``env`` (the token goes in the params, not here; the core
+    appends ``vsn=2.0.0`` to the query itself).
+
+    Raises UsageError for an unknown pair, naming the known ones (see :func:`stx_host`).
+    """
+    return f"wss://{stx_host(region, env)}{STX_SOCKET_PATH}"
+
+
+def stx_host_url(host: str) -> str:
+    """The socket URL for a ``host=`` override: a bare host (``localhost:4000``, which means
+    ``wss://``) or a URL (``http://`` means ``ws://``, ``https://`` means ``wss://``; ``ws://``
+    and ``wss://`` are kept).
+
+    A URL with no path (or ``/``) gets ``/socket/websocket``; a URL with a path is kept as
+    given, query included. Raises UsageError for an empty host, another scheme, or a URL
+    with no host.
+    """
+    host = host.strip()
+    if not host:
+        raise UsageError("host is empty")
+    if "://" not in host:
+        host = f"wss://{host}"
+    parts = urlsplit(host)
+    scheme = _HOST_SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise UsageError(f"host URL scheme must be http, https, ws or wss, got {parts.scheme!r}")
+    if not parts.netloc:
+        raise UsageError(f"host {host!r} names no host")
+    path = parts.path if parts.path not in ("", "/") else STX_SOCKET_PATH
+    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
 def stx_topic(channel: Channels | str, user_uid: str | None = None) -> str:

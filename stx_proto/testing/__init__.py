@@ -3,11 +3,22 @@
 - :class:`VirtualClock`: time that moves only when the test moves it.
 - :class:`PhoenixServer` / :class:`ServerConnection`: a scripted, sans-IO Phoenix server
   (routes, replies, broadcasts, presence, and faults), speaking the server side over wsproto.
+- :class:`StxServer`: a PhoenixServer that behaves as STX's current API (handshake
+  authentication with 401s, channels, filters, watches, channel pings, cancel-on-disconnect).
 - :class:`Link`: a :class:`stx_proto.Client` and a PhoenixServer joined in memory.
 """
 
 from ._clock import VirtualClock
 from ._link import Link
 from ._server import PhoenixServer, ServerConnection
+from ._stx_server import Cancellation, StxChannelState, StxServer
 
-__all__ = ["Link", "PhoenixServer", "ServerConnection", "VirtualClock"]
+__all__ = [
+    "Cancellation",
+    "Link",
+    "PhoenixServer",
+    "ServerConnection",
+    "StxChannelState",
+    "StxServer",
+    "VirtualClock",
+]

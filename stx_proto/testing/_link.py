@@ -120,9 +120,16 @@ class Link:
         self.client.transport_closed(self.now, error)
 
     def next_deadline(self) -> float | None:
-        """The earliest deadline of the client or the server."""
+        """The earliest deadline of the client, the server connection, or the server's own
+        timers (which outlive connections)."""
         deadlines = [
-            d for d in (self.client.next_deadline(), self._server_deadline()) if d is not None
+            d
+            for d in (
+                self.client.next_deadline(),
+                self._server_deadline(),
+                self.server.next_deadline(),
+            )
+            if d is not None
         ]
         return min(deadlines) if deadlines else None
 
@@ -166,6 +173,7 @@ class Link:
         self.client.handle_timer(now)
         if self.connection is not None:
             self.connection.handle_timer(now)
+        self.server.handle_timer(now)
         self.pump()
 
     # ------------------------------------------------------------------------------------

@@ -9,9 +9,11 @@ its own :class:`ServerConnection` from :meth:`PhoenixServer.connect`. A connecti
 and produces bytes, exactly like the client core: the transport feeds what it reads to
 :meth:`ServerConnection.receive_data`, writes what :meth:`ServerConnection.data_to_send`
 returns, and closes the stream once :attr:`ServerConnection.closed` is true (abruptly, with no
-WebSocket close, when :attr:`ServerConnection.should_drop` is true). The only timers are for
-replies held back by :attr:`PhoenixServer.reply_delay`: :meth:`ServerConnection.next_deadline`
-says when, :meth:`ServerConnection.handle_timer` releases them.
+WebSocket close, when :attr:`ServerConnection.should_drop` is true). A connection's timers are
+for replies held back by :attr:`PhoenixServer.reply_delay`: :meth:`ServerConnection.next_deadline`
+says when, :meth:`ServerConnection.handle_timer` releases them. A server built on this one may
+add server-wide timers that outlive connections (:meth:`PhoenixServer.next_deadline`,
+:meth:`PhoenixServer.handle_timer`), which ``Link`` and the loopback ``TestServer`` drive too.
 
 The WebSocket side is wsproto in server mode. The handshake is refused the way Phoenix refuses
 it (HTTP 403 for an unknown ``vsn``, a refused ``auth`` or a bad auth-token subprotocol), pings
@@ -99,6 +101,7 @@ __all__ = [
     "AUTH_TOKEN_PREFIX",
     "AuthHandler",
     "JoinHandler",
+    "LeaveHandler",
     "PhoenixServer",
     "PushHandler",
     "ServerConnection",
@@ -112,6 +115,9 @@ PushHandler: TypeAlias = Callable[[ChannelMessage, "ServerConnection"], "tuple[s
 
 AuthHandler: TypeAlias = Callable[[Mapping[str, str], "str | None"], bool]
 """``(query_params, auth_token) -> accept?``; a refused connection gets HTTP 403."""
+
+LeaveHandler: TypeAlias = Callable[[str, "ServerConnection"], None]
+"""``(topic, conn)``: called when the client leaves a joined topic (``phx_leave``)."""
 
 #: The subprotocol prefix that carries phoenix.js's ``authToken`` (standard base64, no padding).
 AUTH_TOKEN_PREFIX = "base64url.bearer.phx."
@@ -159,6 +165,7 @@ def _decode_token(subprotocol: str) -> str | None:
 class _Route:
     on_join: JoinHandler | None
     on_push: PushHandler | None
+    on_leave: LeaveHandler | None = None
 
 
 def _default_join(topic: str, payload: Any, conn: ServerConnection) -> tuple[str, Any]:
@@ -186,6 +193,13 @@ class PhoenixServer:
     * ``refuse_joins`` ({}): topic -> response; a join of that topic is refused with it.
     * ``reply_delay`` (0.0): seconds a reply to a push is held back (see
       :meth:`ServerConnection.next_deadline`).
+
+    Hooks for a server built on this one (the STX server is): :meth:`check_handshake` sees
+    every handshake that passed the checks above (headers included) and may refuse it with
+    any HTTP status; :meth:`next_deadline` and :meth:`handle_timer` are server-wide timers
+    that outlive connections (transports drive them: ``Link`` on its virtual clock, the
+    loopback ``TestServer`` on its loop), and :attr:`on_timers_changed`, set by the
+    transport, is called (by :meth:`timers_changed`) when they may have moved.
     """
 
     def __init__(
@@ -212,6 +226,8 @@ class PhoenixServer:
         self.refuse_handshake: int | None = None
         self.refuse_joins: dict[str, Any] = {}
         self.reply_delay = 0.0
+        #: Set by the transport that drives the server-wide timers; see timers_changed().
+        self.on_timers_changed: Callable[[], None] | None = None
         self._exact_routes: dict[str, _Route] = {}
         # Prefix routes ("room:*" as "room:"), longest prefix first.
         self._prefix_routes: list[tuple[str, _Route]] = []
@@ -222,6 +238,7 @@ class PhoenixServer:
         *,
         on_join: JoinHandler | None = None,
         on_push: PushHandler | None = None,
+        on_leave: LeaveHandler | None = None,
     ) -> None:
         """Add a channel route, or replace the route with the same pattern.
 
@@ -232,9 +249,10 @@ class PhoenixServer:
 
         ``on_join`` defaults to accepting with ``{}``; ``on_push`` defaults to echoing the
         payload back as an ``ok`` reply. Pushes that ``on_join`` makes go out right after the
-        join reply, as Phoenix's ``after_join`` pushes do.
+        join reply, as Phoenix's ``after_join`` pushes do. ``on_leave``, if given, is called
+        when a client leaves a joined topic, before the leave is answered.
         """
-        route = _Route(on_join, on_push)
+        route = _Route(on_join, on_push, on_leave)
         if not pattern.endswith("*"):
             self._exact_routes[pattern] = route
             return
@@ -243,6 +261,24 @@ class PhoenixServer:
         routes.append((prefix, route))
         routes.sort(key=lambda item: len(item[0]), reverse=True)
         self._prefix_routes = routes
+
+    def check_handshake(self, conn: ServerConnection) -> int | None:
+        """Decide on a handshake that passed the built-in checks: return an HTTP status to
+        refuse it with, or None to accept it. ``conn``'s ``path``, ``params``,
+        ``request_headers`` and ``auth_token`` are filled. Accepts everything; override it."""
+        return None
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` next has server-wide work, or None (never, here)."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Do the server-wide work whose time has come (none, here; override it)."""
+
+    def timers_changed(self) -> None:
+        """Tell the transport that :meth:`next_deadline` may have changed."""
+        if self.on_timers_changed is not None:
+            self.on_timers_changed()
 
     def connect(self) -> ServerConnection:
         """Return a new server-side connection, for one client transport."""
@@ -344,6 +380,8 @@ class ServerConnection:
         self.errors: list[str] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        #: The ``now`` of the call being handled (receive_data, handle_timer, receive_eof).
+        self.now = 0.0
         self._ws = WSConnection(ConnectionType.SERVER)
         self._out = bytearray()
         self._v1 = False
@@ -393,6 +431,7 @@ class ServerConnection:
         the connection (see :attr:`errors`). Data after the connection closed is ignored."""
         if self.closed:
             return
+        self.now = now
         try:
             self._ws.receive_data(data)
             for event in self._ws.events():
@@ -410,6 +449,7 @@ class ServerConnection:
     def receive_eof(self, now: float = 0.0) -> None:
         """Report that the client's stream ended (or failed); the connection is closed."""
         if not self._dead:
+            self.now = now
             self._dead = True
             self._held.clear()
             self._after_change()
@@ -426,6 +466,7 @@ class ServerConnection:
 
     def handle_timer(self, now: float) -> None:
         """Send the held replies whose time has come."""
+        self.now = now
         self._release_due(now)
 
     # ----------------------------------------------------------------------------------------
@@ -617,7 +658,7 @@ class ServerConnection:
         if server.auth is not None and not server.auth(self.params, self.auth_token):
             self.errors.append("refused by auth")
             return 403
-        return None
+        return server.check_handshake(self)
 
     def _reject(self, status: int) -> None:
         try:
@@ -696,6 +737,12 @@ class ServerConnection:
         if msg.join_ref is not None and msg.join_ref != current:
             return  # stale join_ref: Phoenix drops it without a word
         if event == PHX_LEAVE:
+            route = self.server._find_route(topic)
+            if route is not None and route.on_leave is not None:
+                try:
+                    route.on_leave(topic, self)
+                except Exception as exc:  # the leave goes ahead, as a terminating channel's
+                    self.server.handler_errors.append(exc)
             del self.joined[topic]
             self._queue(self._encode_reply(current, msg.ref, topic, "ok", {}))
             self._queue(self._encode(current, current, topic, PHX_CLOSE, {}))
