@@ -208,7 +208,7 @@ class WebsocketsEngine:
                 if frame.opcode is fast_text and frame.fin:
                     try:
                         # Received frames hold bytearray (memoryview is for sent frames only).
-                        append(WsText(frame.data.decode()))  # type: ignore[union-attr]
+                        append(WsText(frame.data.decode()))  # type: ignore[union-attr]  # never a memoryview
                     except UnicodeDecodeError as exc:
                         append(self._fail_open(str(exc), 1007))
                         break

@@ -112,7 +112,7 @@ class Link:
         elif isinstance(out, SendMessage):  # pragma: no cover - Link drives byte mode only
             raise TypeError("Link drives the built-in WebSocket engine; SendMessage is unexpected")
         else:
-            self.events.append(out)  # type: ignore[arg-type]
+            self.events.append(out)  # type: ignore[arg-type]  # only events are left here
 
     def _cut(self, conn: ServerConnection, error: str) -> None:
         self.connection = None
