@@ -613,7 +613,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         serve, out, err, host=args.host, port=args.port, interval=args.interval, topics=args.topics
     )
     try:
-        anyio.run(run)
+        return anyio.run(run)
     except BrokenPipeError:
         raise
     except OSError as exc:

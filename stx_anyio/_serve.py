@@ -7,6 +7,7 @@ update is broadcast on each feed topic every ``interval`` seconds. The demo uses
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
@@ -56,12 +57,13 @@ async def serve(
     port: int = DEFAULT_PORT,
     interval: float = DEFAULT_INTERVAL,
     topics: Sequence[str] = DEFAULT_TOPICS,
-) -> NoReturn:
+) -> int:
     """Serve the feed on ``host``:``port`` (0 picks a free port) until cancelled.
 
     The socket URL is the first line written to ``out`` (so a script can read it); a status
-    line goes to ``err``. Never returns: it ends by cancellation (Ctrl-C). Raises OSError if
-    the port cannot be listened on.
+    line goes to ``err``. Runs until SIGINT (Ctrl-C) or SIGTERM, then returns 0 (even when
+    started in the background, where a shell ignores SIGINT). Raises OSError if the port
+    cannot be listened on.
     """
     phoenix = feed_server()
     async with TestServer(phoenix, host=host, port=port) as server:
@@ -72,4 +74,10 @@ async def serve(
             file=err,
             flush=True,
         )
-        await market_feed(phoenix, topics, interval)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(market_feed, phoenix, topics, interval)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:  # the first signal ends it
+                    break
+            tg.cancel_scope.cancel()
+    return 0
