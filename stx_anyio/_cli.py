@@ -37,7 +37,8 @@ from stx_anyio import (
     UsageError,
 )
 
-from ._serve import DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_TOPICS
+from ._demo import demo
+from ._serve import DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_TOPICS, serve
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -607,8 +608,6 @@ async def push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._serve import serve  # noqa: PLC0415 - only serve and demo need the test server
-
     run = functools.partial(
         serve, out, err, host=args.host, port=args.port, interval=args.interval, topics=args.topics
     )
@@ -628,8 +627,6 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return anyio.run(push, args, out, err)
     if args.command == "serve":
         return _run_serve(args, out, err)
-    from ._demo import demo  # noqa: PLC0415 - only serve and demo need the test server
-
     return anyio.run(demo, args.updates, out)
 
 
