@@ -93,7 +93,9 @@ async def test_listen_exits_quietly_with_status_0_once_its_output_pipe_closes() 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-async def test_serve_prints_its_url_feeds_echoes_and_exits_0_on_ctrl_c(signum: int) -> None:
+async def test_serve_prints_its_url_feeds_echoes_and_exits_0_on_ctrl_c(
+    signum: signal.Signals,
+) -> None:
     proc = await open_command("serve", "--port", "0", "--interval", "0.05")
     async with proc:
         with anyio.fail_after(10):
