@@ -141,12 +141,11 @@ class _Status:
         self.err = err
 
     def __call__(self, text: str) -> None:
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            print(f"[stx-ws] {text}", file=self.err, flush=True)
+        _error(self.err, f"[stx-ws] {text}")
 
 
 def _error(err: TextIO, line: str) -> None:
-    """Print the command's error ``line`` to ``err``; a closed stderr is ignored."""
+    """Print ``line`` to ``err`` (stderr), flushed; a closed stderr is ignored."""
     with contextlib.suppress(BrokenPipeError, ValueError):
         print(line, file=err, flush=True)
 
