@@ -5,41 +5,30 @@ Everything runs on this machine: the Phoenix test server listens on 127.0.0.1 on
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, TextIO
 
 import anyio
 
-from stx_anyio import Socket
-from stx_proto import ChannelMessage, Disconnected, RetryPolicy
-from stx_proto.testing import PhoenixServer
+from stx_anyio import ChannelMessage, Disconnected, RetryPolicy, Socket, UsageError
 
+from ._serve import feed_server, market_feed
 from .testing import TestServer
 
 TOPIC = "market_info"
 FEED_INTERVAL = 0.15
 
 
-async def _feed(server: PhoenixServer) -> None:
-    """Broadcast a synthetic market update every FEED_INTERVAL seconds."""
-    for seq in itertools.count(1):  # pragma: no branch - endless: the demo cancels it
-        bid = 4500 + (seq * 7) % 40
-        server.broadcast(
-            TOPIC,
-            "market_update",
-            {"seq": seq, "market_id": "nhl-tor-mtl", "bid": bid, "offer": bid + 60},
-        )
-        await anyio.sleep(FEED_INTERVAL)
-
-
 async def demo(updates: int, out: TextIO) -> int:
-    """Run the demo, printing to ``out``; returns the exit status."""
+    """Run the demo, printing to ``out``: ``updates`` market updates (at least 1) before the
+    cut and as many after it. Returns the exit status (0); raises TimeoutError if it takes
+    over a minute and UsageError if ``updates`` is below 1."""
+    if updates < 1:
+        raise UsageError(f"updates must be at least 1, got {updates}")
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
-    phoenix = PhoenixServer()
-    phoenix.route(TOPIC)
+    phoenix = feed_server()
     seen = 0
     first_phase, second_phase = anyio.Event(), anyio.Event()
 
@@ -76,7 +65,7 @@ async def demo(updates: int, out: TextIO) -> int:
             ):
                 await sock.join(TOPIC, on_message=on_update)
                 say(f"-- joined {TOPIC}; the feed starts")
-                tg.start_soon(_feed, phoenix)
+                tg.start_soon(market_feed, phoenix, [TOPIC], FEED_INTERVAL)
                 await first_phase.wait()
                 say("-- the network cuts the connection (no close frame)")
                 server.drop_all()
