@@ -1,5 +1,6 @@
-"""The client's channels: join, leave, rejoin, stale join_refs, phx_error and phx_close,
-"unmatched topic", pushes and their buffer, binary payloads, and presence through the client."""
+"""The channels (``_channel.py``): the transition table and the channel record, then, through the
+client, join, leave, rejoin, stale join_refs, phx_error and phx_close, "unmatched topic", pushes
+and their buffer, binary payloads, and presence."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ from stx_proto import (
     SleepUntil,
     UsageError,
 )
+from stx_proto._channel import (
+    TRANSITIONS,
+    ChannelInput,
+    ChannelRecord,
+    IllegalTransition,
+    Push,
+)
+from stx_proto._errors import StxWsError
 from stx_proto._events import Output
 from stx_proto.testing import Link, PhoenixServer, ServerConnection
 from stx_proto.testing._server import JoinHandler, PushHandler
@@ -87,6 +96,65 @@ def discard_output(client: Client) -> list[Output]:
 def rejoin_delays(seed: int, attempts: list[int]) -> list[float]:
     rng = Random(seed)
     return [DEFAULT_REJOIN_POLICY.delay(n, rng) for n in attempts]
+
+
+# --------------------------------------------------------------------------------------------
+# Transition table and record
+
+
+_EXPECTED_CHANNEL_TABLE = {
+    ("closed", "join"): "joining",
+    ("joining", "join_ok"): "joined",
+    ("joining", "join_retry"): "errored",
+    ("joining", "error"): "errored",
+    ("joining", "rejoin"): "joining",
+    ("joining", "leave"): "leaving",
+    ("joining", "close"): "closed",
+    ("joined", "error"): "errored",
+    ("joined", "leave"): "leaving",
+    ("joined", "close"): "closed",
+    ("errored", "rejoin"): "joining",
+    ("errored", "error"): "errored",
+    ("errored", "close"): "closed",
+    ("leaving", "close"): "closed",
+}
+
+
+@pytest.mark.parametrize("state", list(ChannelState))
+@pytest.mark.parametrize("event", list(ChannelInput))
+def test_channel_transition_every_pair(state: ChannelState, event: ChannelInput) -> None:
+    ch = ChannelRecord("t", None, 1.0)
+    ch.state = state
+    expected = _EXPECTED_CHANNEL_TABLE.get((state.value, event.value))
+    if expected is None:
+        with pytest.raises(IllegalTransition, match=f"t: {event.value} in state {state.value}"):
+            ch.transition(event)
+        assert ch.state is state  # unchanged
+    else:
+        assert ch.transition(event) is ChannelState(expected)
+        assert ch.state is ChannelState(expected)
+    assert len(TRANSITIONS) == len(_EXPECTED_CHANNEL_TABLE)
+
+
+def test_channel_record_and_push() -> None:
+    ch = ChannelRecord("room:1", {"a": 1}, 5.0)
+    assert ch.state is ChannelState.CLOSED
+    assert (ch.join_ref, ch.leave_ref, ch.joined_once, ch.rejoin_attempts) == (None, None, False, 0)
+    assert not ch.buffer
+    assert not ch.in_flight
+    assert ch.presence is None
+    ch.join_ref = "3"
+    assert repr(ch) == "<ChannelRecord 'room:1' closed join_ref='3'>"
+    assert issubclass(IllegalTransition, StxWsError)
+    push = Push("room:1", "ev", {"x": 1}, "4", 12.0)
+    assert (push.topic, push.event, push.payload, push.ref, push.deadline, push.sent) == (
+        "room:1",
+        "ev",
+        {"x": 1},
+        "4",
+        12.0,
+        False,
+    )
 
 
 # --------------------------------------------------------------------------------------------
