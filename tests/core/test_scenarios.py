@@ -5,8 +5,6 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
-import pytest
-
 from stx_proto import (
     ChannelClosed,
     ChannelCloseReason,
@@ -282,30 +280,3 @@ def test_the_link_docstring_story() -> None:
     link.drop()
     link.advance_until(Connected)
     assert [m.topic for m in link.server_frames(event="phx_join")[-3:]] == ["a", "b", "c"]
-
-
-# --------------------------------------------------------------------------------------------
-# The harness itself
-
-
-def test_link_harness_helpers() -> None:
-    link = Link(Client("ws://test/socket", rng=Random(0)))  # a default server and clock
-    assert link.now == 0.0
-    link.drop()  # nothing to drop
-    assert link.events == []
-    link.server.route("*")
-    link.connect()
-    link.join("a")
-    assert [type(e) for e in link.take(Joined)] == [Joined]
-    assert link.events == []
-    link.join("b")
-    assert link.take() == [Joined("b", {}, "2")]
-    with pytest.raises(AssertionError, match=r"no GaveUp within 5\.0 s"):
-        link.advance_until(GaveUp, limit=5.0)
-    assert link.now <= 5.0
-    link.leave("a")
-    assert link.of_type(ChannelClosed) == [ChannelClosed("a", ChannelCloseReason.LEFT)]
-    assert link.of_type(ChannelClosed) != []  # of_type keeps them
-    link.close()
-    with pytest.raises(AssertionError, match="no Connected within"):
-        link.advance_until(Connected)  # nothing is armed any more

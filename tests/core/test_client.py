@@ -1,5 +1,6 @@
-"""The client's connection: connect, handshake, heartbeat, reconnect and backoff, close codes,
-refused handshakes, giving up, clean close, and the external-WebSocket "message mode"."""
+"""The client (``_client.py``), its connection: construction, connect and handshake, the
+heartbeat, reconnect and backoff, close codes, refused handshakes, giving up, clean close, the
+external-WebSocket "message mode" and custom engines. Channel behaviour is in test_channel.py."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from stx_proto import (
     SocketState,
     UsageError,
 )
-from stx_proto._client import EngineFactory
+from stx_proto._engines import EngineFactory
 from stx_proto._events import Output
 from stx_proto._websocket import WsEvent, WsprotoEngine
 from stx_proto.testing import Link, PhoenixServer
@@ -109,6 +110,13 @@ def test_client_refuses_bad_options(kwargs: dict[str, Any], match: str) -> None:
 def test_client_refuses_a_bad_url() -> None:
     with pytest.raises(UsageError):
         Client("tcp://host/socket")
+
+
+@pytest.mark.parametrize("option", ["connect_timeout", "heartbeat_timeout", "timeout"])
+def test_a_zero_timeout_is_refused_not_replaced_by_a_default(option: str) -> None:
+    options: dict[str, Any] = {option: 0}
+    with pytest.raises(UsageError, match=f"{option} must be > 0"):
+        Client(URL, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,6 +229,16 @@ def test_failing_credentials_callable_is_a_failed_attempt(make_link: MakeLink) -
     assert link.connections[-1].auth_token == "fresh"
 
 
+def test_engine_factory_refusing_the_request_is_a_failed_attempt(make_link: MakeLink) -> None:
+    # A header value the engine cannot put in a request.
+    link = make_link(headers={"X-Bad": "a\r\nb"})
+    link.connect()
+    (dis,) = link.of_type(Disconnected)
+    assert dis.reason is DisconnectReason.TRANSPORT_ERROR
+    assert dis.detail.startswith("handshake: ")
+    assert dis.retry_at is not None
+
+
 def test_transport_opened_out_of_turn_is_a_usage_error() -> None:
     client = Client(URL)
     with pytest.raises(UsageError, match="transport_opened\\(\\) while idle"):
@@ -245,6 +263,17 @@ def test_stream_closed_before_open_is_transport_closed() -> None:
     assert isinstance(dis, Disconnected)
     assert dis.reason is DisconnectReason.TRANSPORT_CLOSED
     assert state(client) is SocketState.WAITING
+
+
+def test_eof_during_the_handshake_is_a_network_failure() -> None:
+    client = Client(URL, rng=Random(0))
+    client.connect(0.0)
+    client.transport_opened(0.0)
+    drain(client)
+    client.transport_closed(0.5)  # the peer hung up before answering the upgrade
+    (dis,) = [o for o in drain(client) if isinstance(o, Disconnected)]
+    assert dis.reason is DisconnectReason.TRANSPORT_CLOSED
+    assert dis.detail == "closed during the handshake"
 
 
 def test_connect_while_waiting_reconnects_at_once(make_link: MakeLink) -> None:
@@ -562,22 +591,6 @@ def test_max_attempts_gives_up_and_fails_everything(make_link: MakeLink) -> None
     assert drain(client) == []
 
 
-def test_in_flight_push_fails_connection_lost_when_the_link_drops(make_link: MakeLink) -> None:
-    link = make_link()
-    link.server.reply_delay = 5.0
-    link.connect()
-    link.join("a")
-    ref = link.push("a", "slow", {})
-    link.take()
-    link.drop()
-    events = link.take()
-    assert events[0] == PushFailed("a", ref, PushFailure.CONNECTION_LOST, True)
-    assert events[1] == ChannelErrored("a", "transport_error")
-    link.advance(10.0)
-    assert link.of_type(ReplyReceived) == []
-    assert [e for e in link.of_type(PushFailed) if e.ref == ref] == []
-
-
 def test_retry_none_never_reconnects(make_link: MakeLink) -> None:
     link = make_link(retry=None)
     link.connect()
@@ -781,6 +794,20 @@ def test_handshake_refused_is_reported_counted_and_given_up(make_link: MakeLink)
     assert link.opens == 3
 
 
+def test_eof_in_the_middle_of_a_refusal_still_reports_the_refusal() -> None:
+    client = Client(URL, rng=Random(0))
+    client.connect(0.0)
+    client.transport_opened(0.0)
+    drain(client)
+    client.receive_data(0.1, b"HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\n\r\nbad tok")
+    client.transport_closed(0.2)
+    out = drain(client)
+    (refused,) = [o for o in out if isinstance(o, HandshakeRefused)]
+    assert (refused.status_code, refused.body) == (403, b"bad tok")
+    (dis,) = [o for o in out if isinstance(o, Disconnected)]
+    assert dis.reason is DisconnectReason.HANDSHAKE_REFUSED
+
+
 def test_refusals_reset_after_a_successful_open(make_link: MakeLink) -> None:
     policy = RetryPolicy(max_refusals=3, initial_backoff=1.0, max_backoff=1.0, jitter=False)
     link = make_link(retry=policy)
@@ -810,6 +837,23 @@ def test_max_refusals_none_retries_like_any_failure(make_link: MakeLink) -> None
     assert len(link.of_type(HandshakeRefused)) == 7
     (gave_up,) = link.of_type(GaveUp)
     assert gave_up.attempts == 7
+
+
+def test_a_5xx_handshake_answer_is_retried_like_a_network_failure(make_link: MakeLink) -> None:
+    # A load balancer answering 503 during a deploy must not exhaust max_refusals, which is
+    # for answers a retry cannot change (a bad token: 401, 403).
+    policy = RetryPolicy(max_refusals=2, initial_backoff=1.0, max_backoff=2.0, jitter=False)
+    link = make_link(retry=policy)
+    link.server.refuse_handshake = 503
+    link.connect()
+    link.advance(30.0)
+    assert not link.of_type(GaveUp)
+    assert len(link.of_type(HandshakeRefused)) > 5
+    link.server.refuse_handshake = 403
+    link.advance(10.0)
+    (gave_up,) = link.of_type(GaveUp)
+    assert gave_up.reason is DisconnectReason.HANDSHAKE_REFUSED
+    assert [e.status_code for e in link.of_type(HandshakeRefused)][-2:] == [403, 403]
 
 
 def test_bad_token_is_refused_by_the_server(make_link: MakeLink) -> None:
@@ -1075,6 +1119,16 @@ def test_pushes_still_unanswered_at_the_close_frame_fail(make_link: MakeLink) ->
     assert events[-1] == Closed()
 
 
+def test_close_fails_pushes_still_waiting_for_their_join_at_once(make_link: MakeLink) -> None:
+    link = make_link()
+    link.connect()
+    link.client.join(link.now, "a")  # the join is out, its reply not yet read
+    ref = link.client.push(link.now, "a", "queued", {})
+    link.client.close(link.now)
+    (failed,) = [o for o in drain(link.client) if isinstance(o, PushFailed)]
+    assert failed == PushFailed("a", ref, PushFailure.SOCKET_CLOSED, False)
+
+
 @pytest.mark.parametrize("when", ["idle", "waiting", "connecting", "handshaking"])
 def test_close_before_open(make_link: MakeLink, when: str) -> None:
     link = make_link()
@@ -1130,48 +1184,6 @@ def test_close_with_a_bad_code_changes_nothing(make_link: MakeLink, code: int, e
     assert drain(client) == []
     client.close(1.0, 4999)
     assert isinstance(drain(client)[-1], (SendBytes, Closed))
-
-
-def test_next_event_puts_bytes_before_later_events(make_link: MakeLink) -> None:
-    link = make_link()
-    link.connect()
-    link.join("a")
-    link.join("b")
-    client = link.client
-    conn = link.connection
-    assert conn is not None
-    client.close(1.0)
-    # The phx_leave frames and the close frame go out in one write, leaves first; the
-    # channels close when the server's close frame comes (or the close timeout).
-    (out,) = drain(client)
-    assert isinstance(out, SendBytes)
-    assert client.next_event() == SleepUntil(6.0)
-    conn.receive_data(out.data)
-    assert [m.event for m in conn.received[-2:]] == ["phx_leave", "phx_leave"]
-    assert conn.close_code == 1000
-    client.receive_data(1.5, conn.data_to_send())
-    assert [type(o) for o in drain(client)] == [
-        CloseTransport,
-        ChannelClosed,
-        ChannelClosed,
-        Disconnected,
-        Closed,
-    ]
-
-
-def test_heartbeat_timeout_puts_the_close_frame_before_close_transport(
-    make_link: MakeLink,
-) -> None:
-    link = make_link(heartbeat_interval=1.0)
-    link.server.heartbeat_replies = False
-    link.connect()
-    link.advance(1.0)
-    client = link.client
-    client.handle_timer(2.0)
-    out = drain(client)
-    assert isinstance(out[0], SendBytes)
-    assert out[1] == CloseTransport(1000, "no heartbeat reply")
-    assert isinstance(out[2], Disconnected)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1320,72 +1332,3 @@ def test_engine_with_a_silent_eof_while_closing(make_link: MakeLink) -> None:
     drain(client)
     client.transport_closed(1.5)
     assert drain(client) == [Disconnected(DisconnectReason.CLIENT_CLOSED, 1000), Closed()]
-
-
-def test_engine_factory_refusing_the_request_is_a_failed_attempt(make_link: MakeLink) -> None:
-    # A header value the engine cannot put in a request.
-    link = make_link(headers={"X-Bad": "a\r\nb"})
-    link.connect()
-    (dis,) = link.of_type(Disconnected)
-    assert dis.reason is DisconnectReason.TRANSPORT_ERROR
-    assert dis.detail.startswith("handshake: ")
-    assert dis.retry_at is not None
-
-
-def test_a_5xx_handshake_answer_is_retried_like_a_network_failure(make_link: MakeLink) -> None:
-    # A load balancer answering 503 during a deploy must not exhaust max_refusals, which is
-    # for answers a retry cannot change (a bad token: 401, 403).
-    policy = RetryPolicy(max_refusals=2, initial_backoff=1.0, max_backoff=2.0, jitter=False)
-    link = make_link(retry=policy)
-    link.server.refuse_handshake = 503
-    link.connect()
-    link.advance(30.0)
-    assert not link.of_type(GaveUp)
-    assert len(link.of_type(HandshakeRefused)) > 5
-    link.server.refuse_handshake = 403
-    link.advance(10.0)
-    (gave_up,) = link.of_type(GaveUp)
-    assert gave_up.reason is DisconnectReason.HANDSHAKE_REFUSED
-    assert [e.status_code for e in link.of_type(HandshakeRefused)][-2:] == [403, 403]
-
-
-def test_close_fails_pushes_still_waiting_for_their_join_at_once(make_link: MakeLink) -> None:
-    link = make_link()
-    link.connect()
-    link.client.join(link.now, "a")  # the join is out, its reply not yet read
-    ref = link.client.push(link.now, "a", "queued", {})
-    link.client.close(link.now)
-    (failed,) = [o for o in drain(link.client) if isinstance(o, PushFailed)]
-    assert failed == PushFailed("a", ref, PushFailure.SOCKET_CLOSED, False)
-
-
-def test_eof_during_the_handshake_is_a_network_failure() -> None:
-    client = Client(URL, rng=Random(0))
-    client.connect(0.0)
-    client.transport_opened(0.0)
-    drain(client)
-    client.transport_closed(0.5)  # the peer hung up before answering the upgrade
-    (dis,) = [o for o in drain(client) if isinstance(o, Disconnected)]
-    assert dis.reason is DisconnectReason.TRANSPORT_CLOSED
-    assert dis.detail == "closed during the handshake"
-
-
-def test_eof_in_the_middle_of_a_refusal_still_reports_the_refusal() -> None:
-    client = Client(URL, rng=Random(0))
-    client.connect(0.0)
-    client.transport_opened(0.0)
-    drain(client)
-    client.receive_data(0.1, b"HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\n\r\nbad tok")
-    client.transport_closed(0.2)
-    out = drain(client)
-    (refused,) = [o for o in out if isinstance(o, HandshakeRefused)]
-    assert (refused.status_code, refused.body) == (403, b"bad tok")
-    (dis,) = [o for o in out if isinstance(o, Disconnected)]
-    assert dis.reason is DisconnectReason.HANDSHAKE_REFUSED
-
-
-@pytest.mark.parametrize("option", ["connect_timeout", "heartbeat_timeout", "timeout"])
-def test_a_zero_timeout_is_refused_not_replaced_by_a_default(option: str) -> None:
-    options: dict[str, Any] = {option: 0}
-    with pytest.raises(UsageError, match=f"{option} must be > 0"):
-        Client(URL, **options)

@@ -1,5 +1,6 @@
-"""The client's channels: join, leave, rejoin, stale join_refs, phx_error and phx_close,
-"unmatched topic", pushes and their buffer, binary payloads, and presence through the client."""
+"""The channels (``_channel.py``): the transition table and the channel record, then, through the
+client, join, leave, rejoin, stale join_refs, phx_error and phx_close, "unmatched topic", pushes
+and their buffer, binary payloads, and presence."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ from stx_proto import (
     SleepUntil,
     UsageError,
 )
+from stx_proto._channel import (
+    TRANSITIONS,
+    ChannelInput,
+    ChannelRecord,
+    IllegalTransition,
+    Push,
+)
+from stx_proto._errors import StxWsError
 from stx_proto._events import Output
 from stx_proto.testing import Link, PhoenixServer, ServerConnection
 from stx_proto.testing._server import JoinHandler, PushHandler
@@ -87,6 +96,65 @@ def discard_output(client: Client) -> list[Output]:
 def rejoin_delays(seed: int, attempts: list[int]) -> list[float]:
     rng = Random(seed)
     return [DEFAULT_REJOIN_POLICY.delay(n, rng) for n in attempts]
+
+
+# --------------------------------------------------------------------------------------------
+# Transition table and record
+
+
+_EXPECTED_CHANNEL_TABLE = {
+    ("closed", "join"): "joining",
+    ("joining", "join_ok"): "joined",
+    ("joining", "join_retry"): "errored",
+    ("joining", "error"): "errored",
+    ("joining", "rejoin"): "joining",
+    ("joining", "leave"): "leaving",
+    ("joining", "close"): "closed",
+    ("joined", "error"): "errored",
+    ("joined", "leave"): "leaving",
+    ("joined", "close"): "closed",
+    ("errored", "rejoin"): "joining",
+    ("errored", "error"): "errored",
+    ("errored", "close"): "closed",
+    ("leaving", "close"): "closed",
+}
+
+
+@pytest.mark.parametrize("state", list(ChannelState))
+@pytest.mark.parametrize("event", list(ChannelInput))
+def test_channel_transition_every_pair(state: ChannelState, event: ChannelInput) -> None:
+    ch = ChannelRecord("t", None, 1.0)
+    ch.state = state
+    expected = _EXPECTED_CHANNEL_TABLE.get((state.value, event.value))
+    if expected is None:
+        with pytest.raises(IllegalTransition, match=f"t: {event.value} in state {state.value}"):
+            ch.transition(event)
+        assert ch.state is state  # unchanged
+    else:
+        assert ch.transition(event) is ChannelState(expected)
+        assert ch.state is ChannelState(expected)
+    assert len(TRANSITIONS) == len(_EXPECTED_CHANNEL_TABLE)
+
+
+def test_channel_record_and_push() -> None:
+    ch = ChannelRecord("room:1", {"a": 1}, 5.0)
+    assert ch.state is ChannelState.CLOSED
+    assert (ch.join_ref, ch.leave_ref, ch.joined_once, ch.rejoin_attempts) == (None, None, False, 0)
+    assert not ch.buffer
+    assert not ch.in_flight
+    assert ch.presence is None
+    ch.join_ref = "3"
+    assert repr(ch) == "<ChannelRecord 'room:1' closed join_ref='3'>"
+    assert issubclass(IllegalTransition, StxWsError)
+    push = Push("room:1", "ev", {"x": 1}, "4", 12.0)
+    assert (push.topic, push.event, push.payload, push.ref, push.deadline, push.sent) == (
+        "room:1",
+        "ev",
+        {"x": 1},
+        "4",
+        12.0,
+        False,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +319,16 @@ def test_a_channel_that_crashes_right_after_each_join_backs_off(make_link: MakeL
         retry_at = errored.retry_at
         link.advance_to(retry_at)
         assert [type(e) for e in link.take()] == [Joined]
+
+
+def test_retry_policy_for_rejoins_is_configurable(make_link: MakeLink) -> None:
+    policy = RetryPolicy(initial_backoff=7.0, max_backoff=7.0, jitter=False)
+    link = connected(make_link, "a", rejoin=policy)
+    conn_of(link).send_error("a")
+    link.pump()
+    (errored,) = link.take()
+    assert isinstance(errored, ChannelErrored)
+    assert errored.retry_at == link.now + 7.0
 
 
 def test_first_join_timeout_sends_phx_leave_and_fails(make_link: MakeLink) -> None:
@@ -733,6 +811,21 @@ def test_join_while_leaving_replaces_the_channel(make_link: MakeLink) -> None:
     assert link.take() == [ReplyReceived("a", ref, "ok", {})]
 
 
+@pytest.mark.parametrize("vsn", ["2.0.0", "1.0.0"])
+def test_leave_then_join_survives_the_old_joins_phx_close(make_link: MakeLink, vsn: str) -> None:
+    # vsn 1.0.0 frames carry no join_ref, but phx_close and phx_error carry ref = join_ref:
+    # the old join's close must not close the new join of the same topic.
+    link = connected(make_link, "room:1", vsn=vsn)
+    link.client.leave(link.now, "room:1")
+    link.client.join(link.now, "room:1", {"v": 2})
+    link.pump()
+    assert [type(e) for e in link.take()] == [ChannelClosed, Joined]
+    assert link.client.channel_state("room:1") is ChannelState.JOINED
+    conn_of(link).send_close("room:1")  # the current join's close still closes it
+    link.pump()
+    assert link.take() == [ChannelClosed("room:1", ChannelCloseReason.SERVER_CLOSED, {})]
+
+
 # --------------------------------------------------------------------------------------------
 # Pushes
 
@@ -770,6 +863,20 @@ def test_push_with_an_unencodable_payload_changes_nothing(
     link.pump()
     assert [e for e in link.take() if isinstance(e, (PushFailed, ReplyReceived))] == []
     assert link.server_frames(event="x") == []
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_a_payload_no_text_frame_can_carry_is_refused_at_push(
+    make_link: MakeLink, joined: bool
+) -> None:
+    link = connected(make_link, *(["a"] if joined else []))
+    if not joined:
+        link.client.join(link.now, "a")  # the push will wait for this join
+    with pytest.raises(UsageError, match="UTF-8"):
+        link.client.push(link.now, "a", "say", {"text": "half a pair: \ud800"})
+    ref = link.client.push(link.now, "a", "say", {"text": "été"})
+    link.pump()
+    assert [e.ref for e in link.take(ReplyReceived)] == [ref]
 
 
 def test_push_default_payload_and_reply(make_link: MakeLink) -> None:
@@ -814,6 +921,24 @@ def test_pushes_before_the_join_are_buffered_until_it_completes(make_link: MakeL
         ReplyReceived("slow", r1, "ok", {"n": 1}),
         ReplyReceived("slow", r2, "ok", {"n": 2}),
     ]
+
+
+def test_a_buffered_push_sends_what_was_pushed(make_link: MakeLink) -> None:
+    # The caller may reuse or change its dict before the join completes; what goes out is
+    # what push() was given, and a change the codec cannot encode cannot wedge the core.
+    link = connected(make_link)
+    link.client.join(link.now, "orders")  # the join is out, its reply not yet read
+    order: dict[str, Any] = {"side": "buy", "qty": 10}
+    raw = bytearray(b"\x01\x02")
+    link.client.push(link.now, "orders", "place", order)
+    link.client.push(link.now, "orders", "raw", raw)
+    order["qty"] = 500
+    order["ts"] = object()  # not JSON
+    raw[0] = 9
+    link.pump()
+    pushes = [m.payload for m in link.server_frames(topic="orders") if m.event != "phx_join"]
+    assert pushes == [{"side": "buy", "qty": 10}, b"\x01\x02"]
+    assert [type(e) for e in link.take()] == [Joined, ReplyReceived, ReplyReceived]
 
 
 def test_buffer_full(make_link: MakeLink) -> None:
@@ -883,6 +1008,24 @@ def test_push_timeout_option(make_link: MakeLink) -> None:
     discard_output(link.client)
     link.advance(0.5)
     assert PushFailed("a", ref, PushFailure.TIMEOUT, False) in link.take()
+
+
+def test_cancel_push_withdraws_only_what_was_not_sent(make_link: MakeLink) -> None:
+    link = connected(make_link, "sent")
+    link.server.reply_delay = 10.0
+    sent = link.push("sent", "slow", {})
+    link.client.join(link.now, "waiting")
+    queued = link.client.push(link.now, "waiting", "order", {"qty": 1})
+    link.take()
+    assert link.client.cancel_push(link.now, queued) is True
+    link.pump()
+    assert link.take(PushFailed) == [PushFailed("waiting", queued, PushFailure.CANCELLED, False)]
+    assert link.client.cancel_push(link.now, queued) is False  # already ended
+    assert link.client.cancel_push(link.now, sent) is False  # on the wire: its reply comes
+    assert link.client.cancel_push(link.now, "no-such-ref") is False
+    link.advance(11.0)
+    assert [m.event for m in link.server_frames(topic="waiting")] == ["phx_join"]
+    assert [type(e) for e in link.take() if getattr(e, "ref", None) == sent] == [PushFailed]
 
 
 def test_reply_nobody_awaits_is_stale(make_link: MakeLink) -> None:
@@ -958,6 +1101,22 @@ def test_errored_channel_when_the_link_drops_is_rejoined_at_once(make_link: Make
         Connected(None),
         Joined("a", {}, link.client.join_ref("a") or "", True),
     ]
+
+
+def test_in_flight_push_fails_connection_lost_when_the_link_drops(make_link: MakeLink) -> None:
+    link = make_link()
+    link.server.reply_delay = 5.0
+    link.connect()
+    link.join("a")
+    ref = link.push("a", "slow", {})
+    link.take()
+    link.drop()
+    events = link.take()
+    assert events[0] == PushFailed("a", ref, PushFailure.CONNECTION_LOST, True)
+    assert events[1] == ChannelErrored("a", "transport_error")
+    link.advance(10.0)
+    assert link.of_type(ReplyReceived) == []
+    assert [e for e in link.of_type(PushFailed) if e.ref == ref] == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -1045,91 +1204,3 @@ def test_no_presence_tracking_by_default(make_link: MakeLink) -> None:
     link.server.presence_state("room", {"x": {"metas": [{"phx_ref": "1"}]}})
     link.pump()
     assert [type(e) for e in link.take()] == [MessageReceived]
-
-
-def test_retry_policy_for_rejoins_is_configurable(make_link: MakeLink) -> None:
-    policy = RetryPolicy(initial_backoff=7.0, max_backoff=7.0, jitter=False)
-    link = connected(make_link, "a", rejoin=policy)
-    conn_of(link).send_error("a")
-    link.pump()
-    (errored,) = link.take()
-    assert isinstance(errored, ChannelErrored)
-    assert errored.retry_at == link.now + 7.0
-
-
-def test_bytes_on_the_wire_are_coalesced(make_link: MakeLink) -> None:
-    link = connected(make_link, "a")
-    client = link.client
-    client.push(link.now, "a", "one")
-    client.push(link.now, "a", "two")
-    out = discard_output(client)
-    assert len(out) == 1 and isinstance(out[0], SendBytes)
-
-
-# --------------------------------------------------------------------------------------------
-# Found in review
-
-
-@pytest.mark.parametrize("vsn", ["2.0.0", "1.0.0"])
-def test_leave_then_join_survives_the_old_joins_phx_close(make_link: MakeLink, vsn: str) -> None:
-    # vsn 1.0.0 frames carry no join_ref, but phx_close and phx_error carry ref = join_ref:
-    # the old join's close must not close the new join of the same topic.
-    link = connected(make_link, "room:1", vsn=vsn)
-    link.client.leave(link.now, "room:1")
-    link.client.join(link.now, "room:1", {"v": 2})
-    link.pump()
-    assert [type(e) for e in link.take()] == [ChannelClosed, Joined]
-    assert link.client.channel_state("room:1") is ChannelState.JOINED
-    conn_of(link).send_close("room:1")  # the current join's close still closes it
-    link.pump()
-    assert link.take() == [ChannelClosed("room:1", ChannelCloseReason.SERVER_CLOSED, {})]
-
-
-def test_a_buffered_push_sends_what_was_pushed(make_link: MakeLink) -> None:
-    # The caller may reuse or change its dict before the join completes; what goes out is
-    # what push() was given, and a change the codec cannot encode cannot wedge the core.
-    link = connected(make_link)
-    link.client.join(link.now, "orders")  # the join is out, its reply not yet read
-    order: dict[str, Any] = {"side": "buy", "qty": 10}
-    raw = bytearray(b"\x01\x02")
-    link.client.push(link.now, "orders", "place", order)
-    link.client.push(link.now, "orders", "raw", raw)
-    order["qty"] = 500
-    order["ts"] = object()  # not JSON
-    raw[0] = 9
-    link.pump()
-    pushes = [m.payload for m in link.server_frames(topic="orders") if m.event != "phx_join"]
-    assert pushes == [{"side": "buy", "qty": 10}, b"\x01\x02"]
-    assert [type(e) for e in link.take()] == [Joined, ReplyReceived, ReplyReceived]
-
-
-@pytest.mark.parametrize("joined", [True, False])
-def test_a_payload_no_text_frame_can_carry_is_refused_at_push(
-    make_link: MakeLink, joined: bool
-) -> None:
-    link = connected(make_link, *(["a"] if joined else []))
-    if not joined:
-        link.client.join(link.now, "a")  # the push will wait for this join
-    with pytest.raises(UsageError, match="UTF-8"):
-        link.client.push(link.now, "a", "say", {"text": "half a pair: \ud800"})
-    ref = link.client.push(link.now, "a", "say", {"text": "été"})
-    link.pump()
-    assert [e.ref for e in link.take(ReplyReceived)] == [ref]
-
-
-def test_cancel_push_withdraws_only_what_was_not_sent(make_link: MakeLink) -> None:
-    link = connected(make_link, "sent")
-    link.server.reply_delay = 10.0
-    sent = link.push("sent", "slow", {})
-    link.client.join(link.now, "waiting")
-    queued = link.client.push(link.now, "waiting", "order", {"qty": 1})
-    link.take()
-    assert link.client.cancel_push(link.now, queued) is True
-    link.pump()
-    assert link.take(PushFailed) == [PushFailed("waiting", queued, PushFailure.CANCELLED, False)]
-    assert link.client.cancel_push(link.now, queued) is False  # already ended
-    assert link.client.cancel_push(link.now, sent) is False  # on the wire: its reply comes
-    assert link.client.cancel_push(link.now, "no-such-ref") is False
-    link.advance(11.0)
-    assert [m.event for m in link.server_frames(topic="waiting")] == ["phx_join"]
-    assert [type(e) for e in link.take() if getattr(e, "ref", None) == sent] == [PushFailed]

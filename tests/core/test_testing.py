@@ -1,10 +1,12 @@
-"""The scripted Phoenix server, driven by a raw wsproto client in memory (no sockets, no clock)."""
+"""The test kit of ``stx_proto.testing``: the scripted Phoenix server, driven by a raw wsproto
+client in memory (no sockets, no clock), the virtual clock, and the Link harness."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Callable, Iterable, Mapping
+from random import Random
 from typing import Any
 
 import pytest
@@ -25,9 +27,11 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol
 
+from stx_proto import ChannelClosed, ChannelCloseReason, Client, Connected, GaveUp, Joined
 from stx_proto._codec import StdlibJsonCodec
 from stx_proto._errors import UsageError
 from stx_proto._message import ChannelMessage
+from stx_proto.testing import Link, VirtualClock
 from stx_proto.testing._server import JoinHandler, PhoenixServer, ServerConnection
 
 Frame = Any  # a decoded text frame (list or dict), or the raw bytes of a binary frame
@@ -1139,3 +1143,47 @@ def test_custom_codec_is_used() -> None:
     peer.join("room:1", "1")
     assert codec.loaded == ['["1", "1", "room:1", "phx_join", {}]']
     assert codec.dumped == [["1", "1", "room:1", "phx_reply", ok()]]
+
+
+# --------------------------------------------------------------------------------------------
+# The virtual clock
+
+
+def test_virtual_clock() -> None:
+    clock = VirtualClock()
+    assert clock() == 0.0
+    assert clock.advance(1.5) == 1.5
+    assert clock.advance(0) == 1.5
+    assert clock.now == 1.5
+    assert repr(clock) == "VirtualClock(now=1.5)"
+    with pytest.raises(ValueError, match="does not go back"):
+        clock.advance(-0.1)
+    assert clock() == 1.5
+    assert VirtualClock(100.0)() == 100.0
+
+
+# --------------------------------------------------------------------------------------------
+# The Link
+
+
+def test_link_harness_helpers() -> None:
+    link = Link(Client("ws://test/socket", rng=Random(0)))  # a default server and clock
+    assert link.now == 0.0
+    link.drop()  # nothing to drop
+    assert link.events == []
+    link.server.route("*")
+    link.connect()
+    link.join("a")
+    assert [type(e) for e in link.take(Joined)] == [Joined]
+    assert link.events == []
+    link.join("b")
+    assert link.take() == [Joined("b", {}, "2")]
+    with pytest.raises(AssertionError, match=r"no GaveUp within 5\.0 s"):
+        link.advance_until(GaveUp, limit=5.0)
+    assert link.now <= 5.0
+    link.leave("a")
+    assert link.of_type(ChannelClosed) == [ChannelClosed("a", ChannelCloseReason.LEFT)]
+    assert link.of_type(ChannelClosed) != []  # of_type keeps them
+    link.close()
+    with pytest.raises(AssertionError, match="no Connected within"):
+        link.advance_until(Connected)  # nothing is armed any more

@@ -1,0 +1,90 @@
+"""The outbox (``_outbox.py``), through the client: what one input writes leaves as one
+SendBytes, and bytes come out before the commands and events queued after them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stx_proto import (
+    ChannelClosed,
+    Client,
+    Closed,
+    CloseTransport,
+    Disconnected,
+    SendBytes,
+    SleepUntil,
+)
+from stx_proto._events import Output
+from stx_proto.testing import Link
+
+MakeLink = Callable[..., Link]  # the make_link fixture of conftest.py
+
+
+def connected(make_link: MakeLink, *topics: str, **options: Any) -> Link:
+    """A connected link with ``topics`` joined, and its events forgotten."""
+    link = make_link(**options)
+    link.connect()
+    for topic in topics:
+        link.join(topic)
+    link.take()
+    return link
+
+
+def drain(client: Client) -> list[Output]:
+    """Pull every output up to (and without) the final SleepUntil."""
+    out: list[Output] = []
+    while not isinstance(item := client.next_event(), SleepUntil):
+        out.append(item)
+    return out
+
+
+def test_bytes_on_the_wire_are_coalesced(make_link: MakeLink) -> None:
+    link = connected(make_link, "a")
+    client = link.client
+    client.push(link.now, "a", "one")
+    client.push(link.now, "a", "two")
+    out = drain(client)
+    assert len(out) == 1 and isinstance(out[0], SendBytes)
+
+
+def test_next_event_puts_bytes_before_later_events(make_link: MakeLink) -> None:
+    link = make_link()
+    link.connect()
+    link.join("a")
+    link.join("b")
+    client = link.client
+    conn = link.connection
+    assert conn is not None
+    client.close(1.0)
+    # The phx_leave frames and the close frame go out in one write, leaves first; the
+    # channels close when the server's close frame comes (or the close timeout).
+    (out,) = drain(client)
+    assert isinstance(out, SendBytes)
+    assert client.next_event() == SleepUntil(6.0)
+    conn.receive_data(out.data)
+    assert [m.event for m in conn.received[-2:]] == ["phx_leave", "phx_leave"]
+    assert conn.close_code == 1000
+    client.receive_data(1.5, conn.data_to_send())
+    assert [type(o) for o in drain(client)] == [
+        CloseTransport,
+        ChannelClosed,
+        ChannelClosed,
+        Disconnected,
+        Closed,
+    ]
+
+
+def test_heartbeat_timeout_puts_the_close_frame_before_close_transport(
+    make_link: MakeLink,
+) -> None:
+    link = make_link(heartbeat_interval=1.0)
+    link.server.heartbeat_replies = False
+    link.connect()
+    link.advance(1.0)
+    client = link.client
+    client.handle_timer(2.0)
+    out = drain(client)
+    assert isinstance(out[0], SendBytes)
+    assert out[1] == CloseTransport(1000, "no heartbeat reply")
+    assert isinstance(out[2], Disconnected)
