@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
@@ -176,8 +175,8 @@ def _refusal(exc: BaseException) -> HandshakeRefusedError | None:
 
 # The library's warnings about what the command reports itself, in its status lines and its
 # final error line: each is said once, by the command.
-_REPORTED = re.compile(r"refused the WebSocket handshake|could not connect|gave up")
-_LIBRARY_LOGGERS = ("stx_anyio", "stx_proto", "stx_trio", "stx_ws")
+#: The library's log records that the command says itself (tagged by the driver kit).
+_REPORTED = frozenset({"connect_failed", "gave_up"})
 
 
 class _NotReported(logging.Filter):
@@ -186,9 +185,7 @@ class _NotReported(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (
-            record.levelno == logging.WARNING
-            and record.name.startswith(_LIBRARY_LOGGERS)
-            and _REPORTED.search(record.getMessage()) is not None
+            record.levelno == logging.WARNING and getattr(record, "stx_ws_event", None) in _REPORTED
         )
 
 

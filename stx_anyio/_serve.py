@@ -77,7 +77,7 @@ async def serve(
         async with anyio.create_task_group() as tg:
             tg.start_soon(market_feed, phoenix, topics, interval)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:  # the first signal ends it
+                async for _ in signals:  # pragma: no branch - the first signal ends it
                     break
             tg.cancel_scope.cancel()
     return 0

@@ -43,6 +43,9 @@ __all__ = ["TestServer"]
 
 _T = TypeVar("_T")
 
+#: How often wait_until() checks its condition when the server sees no traffic (seconds).
+POLL = 0.01
+
 # What a broken or vanished client stream raises.
 _STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -208,8 +211,10 @@ class TestServer:
     ) -> _T:
         """Wait until ``condition()`` returns something other than None or False, and return it.
 
-        The condition is checked now and again each time a connection reads data or
-        changes state. Raises TimeoutError after ``timeout`` seconds.
+        The condition is checked now, again each time a connection reads data or changes
+        state, and every ``POLL`` seconds in between (so a condition on the client's side,
+        which the server does not see change, is noticed too). Raises TimeoutError after
+        ``timeout`` seconds.
         """
         if self._task_group is None:
             raise UsageError("the test server is not started")
@@ -220,7 +225,8 @@ class TestServer:
                     result = condition()
                     if result is not None and result is not False:
                         return result
-                    await self._changed.wait()
+                    with anyio.move_on_after(POLL):
+                        await self._changed.wait()
         except TimeoutError:
             raise TimeoutError(
                 f"test server: {what or 'condition'} not met within {timeout} s"

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from random import Random
 from typing import Any
 
+from ._checks import name_text
 from ._codec import JsonCodec
 from ._errors import StxWsError, UsageError
 from ._events import (
@@ -50,6 +51,9 @@ from ._timers import TimerKey, TimerKind, TimerQueue
 
 RESERVED_EVENTS = frozenset({PHX_JOIN, PHX_LEAVE, PHX_REPLY, PHX_ERROR, PHX_CLOSE})
 UNMATCHED_TOPIC = "unmatched topic"
+
+#: At most this many topics are remembered as just left (see ChannelSet.expected_after_leave).
+_MAX_LEFT = 1000
 
 _JOIN = TimerKind.JOIN
 _REJOIN = TimerKind.REJOIN
@@ -189,13 +193,16 @@ class ChannelSet:
     __slots__ = (
         "_codec",
         "_is_open",
+        "_left",
         "_max_buffered",
+        "_max_size",
         "_out",
         "_rejoin",
         "_rng",
         "_serializer",
         "_stats",
         "_timers",
+        "closing",
         "live",
         "pushes",
         "timeout",
@@ -213,6 +220,7 @@ class ChannelSet:
         rejoin: RetryPolicy,
         rng: Random,
         max_buffered: int,
+        max_size: int | None,
         is_open: Callable[[], bool],
     ) -> None:
         self._out = out
@@ -223,10 +231,16 @@ class ChannelSet:
         self._rejoin = rejoin
         self._rng = rng
         self._max_buffered = max_buffered
+        self._max_size = max_size
         self._is_open = is_open
         self.timeout = timeout
         self.live: dict[str, ChannelRecord] = {}  # by topic, in join order
         self.pushes: dict[str, Push] = {}  # every unresolved push, by ref
+        #: True once close() sent its leaves: their answers close nothing by themselves.
+        self.closing = False
+        # Topics just left (their leave was answered) -> that join's ref: the server's
+        # phx_close that follows a leave reply is expected, not a frame for an unknown topic.
+        self._left: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------
     # The user's calls
@@ -235,8 +249,7 @@ class ChannelSet:
         self, now: float, topic: str, payload: Any, timeout: float | None, presence: Any
     ) -> None:
         """See :meth:`stx_proto.Client.join`."""
-        if not isinstance(topic, str) or not topic:
-            raise UsageError(f"topic must be a non-empty str, got {topic!r}")
+        name_text("topic", topic)
         timeout = self.timeout if timeout is None else positive("timeout", timeout)
         existing = self.live.get(topic)
         if existing is not None and existing.state is not ChannelState.LEAVING:
@@ -251,6 +264,7 @@ class ChannelSet:
             self._encode(None, "0", topic, PHX_JOIN, {} if payload is None else payload)
         if existing is not None:  # a join replaces a channel that is still leaving
             self.close(existing, ChannelCloseReason.LEFT)
+        self._left.pop(topic, None)
         ch.transition(ChannelInput.JOIN)
         self.live[topic] = ch
         self._timers.set((_JOIN, topic), now + timeout)
@@ -260,6 +274,7 @@ class ChannelSet:
 
     def push(self, now: float, topic: str, event: str, payload: Any, timeout: float | None) -> str:
         """See :meth:`stx_proto.Client.push`."""
+        name_text("event", event)
         ch = self.live.get(topic)
         if ch is None:
             raise UsageError(f"push {event!r} to {topic!r} before joining it")
@@ -344,9 +359,31 @@ class ChannelSet:
         elif ref is not None and ref == ch.join_ref and ch.state is ChannelState.JOINING:
             self._join_replied(now, ch, status, response)
         elif ref is not None and ref == ch.leave_ref:
-            self.close(ch, ChannelCloseReason.LEFT)
+            if not self.closing:  # close()'s leaves: the channels close with the socket
+                self._remember_left(ch)
+                self.close(ch, ChannelCloseReason.LEFT)
         else:
             self._stats.stale_dropped += 1
+
+    def _remember_left(self, ch: ChannelRecord) -> None:
+        left = self._left
+        assert ch.join_ref is not None  # a leave is sent (and answered) only with a join out
+        if len(left) >= _MAX_LEFT:  # the server never sent phx_close: forget the oldest
+            del left[next(iter(left))]
+        left[ch.topic] = ch.join_ref
+
+    def expected_after_leave(self, msg: ChannelMessage) -> bool:
+        """True for the ``phx_close`` Phoenix sends after answering a leave (its topic is no
+        longer live): a frame the client expects, not one to count as a drop."""
+        join_ref = self._left.get(msg.topic)
+        if (
+            join_ref is not None
+            and msg.event == PHX_CLOSE
+            and (msg.join_ref or msg.ref) == join_ref
+        ):
+            del self._left[msg.topic]
+            return True
+        return False
 
     def on_phx_error(self, now: float, ch: ChannelRecord, payload: Any) -> None:
         """The server's ``phx_error`` for ``ch``: its channel crashed."""
@@ -402,6 +439,7 @@ class ChannelSet:
 
     def connection_lost(self, reason: DisconnectReason) -> None:
         """The connection dropped: pushes in flight fail, channels error (or close, if leaving)."""
+        self._left.clear()
         for ch in list(self.live.values()):
             for push in list(ch.in_flight.values()):
                 self._fail_push(push, PushFailure.CONNECTION_LOST)
@@ -422,6 +460,7 @@ class ChannelSet:
 
     def leave_all_for_close(self) -> None:
         """close() leaves every channel: unsent pushes fail, sent ones wait for the close."""
+        self.closing = True
         for ch in self.live.values():
             topic = ch.topic
             self._timers.cancel((_JOIN, topic))
@@ -432,7 +471,7 @@ class ChannelSet:
             if ch.join_ref is not None and (
                 state is ChannelState.JOINED or state is ChannelState.JOINING
             ):
-                ref = self._out.next_ref()
+                ch.leave_ref = ref = self._out.next_ref()
                 self._out.send(self._serializer.encode(ch.join_ref, ref, topic, PHX_LEAVE, {}))
                 ch.transition(ChannelInput.LEAVE)
 
@@ -575,6 +614,16 @@ class ChannelSet:
     ) -> str | bytes:
         # The serializer turns every failure to encode into a UsageError naming event and topic.
         frame = self._serializer.encode(join_ref, ref, topic, event, payload)
+        limit = self._max_size
+        # A str of n code points is at most 4n UTF-8 bytes: the exact size is only needed
+        # near the limit.
+        if limit is not None and len(frame) * 4 > limit:
+            size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "replace"))
+            if size > limit:
+                raise UsageError(
+                    f"{event!r} to {topic!r} is {size} bytes on the wire, over "
+                    f"max_message_size ({limit}): send less, or raise the limit"
+                )
         if type(frame) is str and not frame.isascii():
             # JSON text may hold a lone surrogate, which no WebSocket text frame can carry:
             # refuse it here, where the caller can be told, not while sending.

@@ -27,7 +27,8 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
-from ._channel import ChannelSet, ChannelState, positive
+from . import _checks as checks
+from ._channel import ChannelSet, ChannelState
 from ._codec import JsonCodec, resolve_codec
 from ._engines import EngineFactory, resolve_engine
 from ._errors import ClientClosedError, FrameError, UsageError
@@ -63,6 +64,10 @@ from ._url import (
     Params,
     Token,
     auth_subprotocols,
+    check_headers,
+    check_params,
+    check_source,
+    check_token,
     resolve_headers,
     resolve_params,
     resolve_token,
@@ -116,7 +121,8 @@ class Client:
         retry: the reconnect policy; None means never reconnect.
         rejoin: the policy for rejoining a channel after a join error or ``phx_error``.
         max_buffered_pushes: per channel, how many pushes may wait for the join.
-        max_message_size: the largest WebSocket message accepted (None: no limit).
+        max_message_size: the largest WebSocket message accepted, and sent: a push or join
+            whose frame is larger is refused with UsageError (None: no limit).
         rng: the source of jitter; inject a seeded ``random.Random`` for repeatable runs.
         engine: the WebSocket engine: ``"wsproto"`` (the default), ``"websockets"`` (faster;
             ``pip install 'stx-ws[fast]'``), or an engine factory; None means the transport
@@ -148,32 +154,48 @@ class Client:
         rng: Random | None = None,
         engine: str | EngineFactory | None = "wsproto",
     ) -> None:
+        if not isinstance(url, str):
+            raise UsageError(f"url must be a str, got {type(url).__name__}")
         self._endpoint = Endpoint.parse(url)
+        check_source("params", params, check_params)
+        check_source("auth token", auth_token, check_token)
+        check_source("headers", headers, check_headers)
         self._params = params
         self._auth_token = auth_token
         self._headers = headers
         self._vsn = vsn
         codec = resolve_codec(json)
         self._serializer = serializer = make_serializer(vsn, codec)
-        positive("timeout", timeout)
-        self._connect_timeout = positive(
+        checks.real("timeout", timeout)
+        self._connect_timeout = checks.real(
             "connect_timeout", timeout if connect_timeout is None else connect_timeout
         )
-        self._close_timeout = positive("close_timeout", close_timeout)
+        self._close_timeout = checks.real("close_timeout", close_timeout)
+        checks.real("heartbeat_interval", heartbeat_interval, allow_none=True)
         if heartbeat_interval is not None:
-            positive("heartbeat_interval", heartbeat_interval)
-            hb_timeout = positive(
+            hb_timeout = checks.real(
                 "heartbeat_timeout",
                 heartbeat_interval if heartbeat_timeout is None else heartbeat_timeout,
             )
             self._heartbeat: Heartbeat | None = Heartbeat(heartbeat_interval, hb_timeout)
         else:
+            checks.real("heartbeat_timeout", heartbeat_timeout, allow_none=True)
             self._heartbeat = None
-        self._retry = retry
-        if max_buffered_pushes < 0:
-            raise UsageError("max_buffered_pushes must be >= 0")
-        self._max_message_size = max_message_size
-        self._rng = rng = rng if rng is not None else Random()
+        self._retry = checks.instance(
+            "retry",
+            retry,
+            RetryPolicy,
+            "a RetryPolicy, or None never to reconnect",
+            allow_none=True,
+        )
+        checks.instance("rejoin", rejoin, RetryPolicy, "a RetryPolicy")
+        checks.integer("max_buffered_pushes", max_buffered_pushes)
+        self._max_message_size = checks.integer(
+            "max_message_size", max_message_size, allow_none=True
+        )
+        self._rng = rng = (
+            checks.instance("rng", rng, Random, "a random.Random", allow_none=True) or Random()
+        )
         self._engine_factory = None if engine is None else resolve_engine(engine)
 
         self._state = SocketState.IDLE
@@ -197,6 +219,7 @@ class Client:
             rejoin=rejoin,
             rng=rng,
             max_buffered=max_buffered_pushes,
+            max_size=max_message_size,
             is_open=self._is_open,
         )
 
@@ -301,9 +324,16 @@ class Client:
                 subprotocols=request.subprotocols,
                 max_message_size=self._max_message_size,
             )
+        except UsageError as exc:  # a params/token/headers callable gave a value that cannot work
+            self.handshake_invalid(now, exc)
+            return
         except Exception as exc:  # a user's params/token/headers callable failed
             self._outbox.emit(CloseTransport())
-            self._lost(now, DisconnectReason.TRANSPORT_ERROR, detail=f"handshake: {exc!r}")
+            self._lost(
+                now,
+                DisconnectReason.TRANSPORT_ERROR,
+                detail=f"handshake: {type(exc).__name__}: {exc}",
+            )
             return
         self._socket(SocketInput.OPENED)
         self._outbox.engine = engine
@@ -378,6 +408,24 @@ class Client:
             self._lost(now, DisconnectReason.TRANSPORT_CLOSED, detail="closed during the handshake")
         else:
             self._lost(now, DisconnectReason.TRANSPORT_CLOSED)
+
+    def handshake_invalid(self, now: float, error: UsageError) -> None:
+        """The handshake cannot be built: a credential callable gave a value that cannot be
+        sent (``error`` says which, without the value). Retrying would send the same: the
+        client gives up at once, with ``error`` in :class:`GaveUp`. Next: pull events.
+
+        Built-in engine: :meth:`transport_opened` calls it itself. External WebSocket: call it
+        when :meth:`handshake_request` raised UsageError.
+        """
+        if self._state is SocketState.CONNECTING:
+            self._outbox.emit(CloseTransport())
+            self._lost(
+                now,
+                DisconnectReason.INVALID_CREDENTIALS,
+                detail=str(error),
+                final=True,
+                error=error,
+            )
 
     def handshake_refused(
         self,
@@ -631,6 +679,7 @@ class Client:
         detail: str = "",
         *,
         final: bool = False,
+        error: Exception | None = None,
     ) -> None:
         """The connection (or an attempt) ended; CloseTransport, if needed, is already out."""
         self._outbox.engine = None
@@ -650,7 +699,7 @@ class Client:
         ):
             self._socket(SocketInput.GIVE_UP)
             emit(Disconnected(reason, code, detail))
-            emit(GaveUp(reason, self._attempts, code, detail))
+            emit(GaveUp(reason, self._attempts, code, detail, error))
             self._channels.shut_down()
             self._timers.clear()
             emit(Closed())
@@ -714,7 +763,8 @@ class Client:
         channels = self._channels
         ch = channels.live.get(msg.topic)
         if ch is None:
-            self.stats.unknown_topic_dropped += 1
+            if not channels.expected_after_leave(msg):
+                self.stats.unknown_topic_dropped += 1
             return
         join_ref = msg.join_ref
         if join_ref and join_ref != ch.join_ref:  # null or "" means "no join_ref", as in phoenix.js
@@ -727,10 +777,10 @@ class Client:
         elif event in (PHX_ERROR, PHX_CLOSE):
             # Phoenix sends both with ref = the join_ref, which survives on vsn 1.0.0 where
             # join_ref itself is absent: an earlier join's close must not close this one.
-            if (not join_ref and ref is not None and ref != ch.join_ref) or (
-                self._state is SocketState.CLOSING
-            ):
+            if not join_ref and ref is not None and ref != ch.join_ref:
                 self.stats.stale_dropped += 1
+            elif self._state is SocketState.CLOSING:
+                pass  # the answer to close()'s leave: the channel closes with the socket
             elif event == PHX_ERROR:
                 channels.on_phx_error(now, ch, msg.payload)
             else:

@@ -60,7 +60,8 @@ class JoinError(StxWsError):
     """The server refused a join, or the join did not complete. ``response`` is the server's."""
 
     def __init__(self, topic: str, response: Any, reason: str = "refused") -> None:
-        super().__init__(f"join of {topic!r} failed ({reason}): {response!r}")
+        text = f"join of {topic!r} failed ({reason})"
+        super().__init__(text if response is None else f"{text}: {response!r}")
         self.topic = topic
         self.response = response
         self.reason = reason
@@ -88,10 +89,13 @@ class PushFailedError(StxWsError):
 
 
 class PushTimeout(PushFailedError):
-    """A push got no reply within its timeout."""
+    """A push got no reply within its timeout. ``detail`` says why, when it is known (the
+    connection could not be made)."""
 
-    def __init__(self, topic: str, event: str) -> None:
+    def __init__(self, topic: str, event: str, detail: str = "") -> None:
         super().__init__(topic, event, "timeout")
+        if detail:
+            self.args = (f"{self.args[0]} ({detail})",)
 
 
 class QueueOverflowError(StxWsError):

@@ -28,6 +28,7 @@ class DisconnectReason(str, enum.Enum):
     PROTOCOL_ERROR = "protocol_error"  # broken WebSocket stream or oversized message
     CONNECT_TIMEOUT = "connect_timeout"  # open + handshake took longer than the timeout
     CLIENT_CLOSED = "client_closed"  # the user called close()
+    INVALID_CREDENTIALS = "invalid_credentials"  # params, token or headers gave a bad value
 
 
 class PushFailure(str, enum.Enum):
@@ -168,12 +169,17 @@ class Disconnected:
 
 @attrs.frozen(slots=True)
 class GaveUp:
-    """Reconnecting stopped for good: the attempt limit was hit or the close was final."""
+    """Reconnecting stopped for good: the attempt limit was hit or the close was final.
+
+    ``error`` is the exception that made it final, when there is one (the UsageError of a
+    credential callable that returned a value that cannot be sent).
+    """
 
     reason: DisconnectReason
     attempts: int
     code: int | None = None
     detail: str = ""
+    error: Exception | None = None
 
 
 @attrs.frozen(slots=True)

@@ -113,32 +113,112 @@ def auth_subprotocols(token: str | None) -> tuple[str, ...]:
     return ("phoenix", AUTH_TOKEN_PREFIX + encoded)
 
 
-def resolve_params(params: Params) -> Mapping[str, Any]:
-    """Evaluate ``params`` (a mapping, a callable returning one, or None)."""
-    value = params() if callable(params) else params
+_FORBIDDEN_HEADERS = frozenset(
+    {"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version"}
+)
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def check_params(value: Any, where: str = "params") -> Mapping[str, Any]:
+    """``value`` if it is a mapping of query parameters: str keys; values that are str, int,
+    float, bool, or mappings of the same. Raises UsageError (naming ``where``, never echoing a
+    value, which may be a secret) otherwise."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise UsageError(f"params must be a mapping, got {type(value).__name__}")
+        raise UsageError(f"{where} must be a mapping, got {_kind(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise UsageError(f"{where}: keys must be non-empty str, got {_kind(key)}")
+        if isinstance(item, Mapping):
+            check_params(item, f"{where}[{key!r}]")
+        elif not isinstance(item, (str, int, float)):
+            raise UsageError(
+                f"{where}[{key!r}] must be a str, a number, a bool or a mapping, got {_kind(item)}"
+            )
     return value
+
+
+def check_token(value: Any, where: str = "auth token") -> str | None:
+    """``value`` if it is None or a non-empty str without line breaks; UsageError otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{where} must be a str, got {_kind(value)}")
+    if not value:
+        raise UsageError(f"{where} must not be empty")
+    if _has_control(value):
+        raise UsageError(
+            f"{where} holds a control character (a line break?): a token read from a file often "
+            "ends with one; strip it"
+        )
+    return value
+
+
+def check_headers(value: Any, where: str = "headers") -> tuple[tuple[str, str], ...]:
+    """``value`` (a mapping or an iterable of (name, value) pairs of str) as pairs.
+
+    Names must be HTTP tokens and not ones the handshake sets itself; values may not hold
+    control characters (CR, LF, NUL...). Raises UsageError naming the header, never echoing
+    its value (which may be a secret).
+    """
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        raise UsageError(f"{where} must be a mapping or (name, value) pairs, got {_kind(value)}")
+    try:
+        pairs = list(value.items() if isinstance(value, Mapping) else value)
+    except TypeError:
+        raise UsageError(
+            f"{where} must be a mapping or (name, value) pairs, got {_kind(value)}"
+        ) from None
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise UsageError(f"{where}: each header must be a (name, value) pair of str")
+        name, text = pair
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            shown = repr(name) if isinstance(name, str) else _kind(name)
+            raise UsageError(f"{where}: {shown} is not a valid header name")
+        if name.lower() in _FORBIDDEN_HEADERS:
+            raise UsageError(f"header {name!r} is set by the WebSocket handshake itself")
+        if not isinstance(text, str):
+            raise UsageError(f"header {name!r}: its value must be a str, got {_kind(text)}")
+        if _has_control(text):
+            raise UsageError(
+                f"header {name!r}: its value holds a control character (a line break?): a "
+                "secret read from a file often ends with one; strip it"
+            )
+        out.append((name, text))
+    return tuple(out)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def check_source(name: str, value: Any, check: Any) -> None:
+    """A credential option (params, token, headers): a value is checked now with ``check``; a
+    callable is checked at each connect. Raises UsageError."""
+    if value is not None and not callable(value):
+        check(value, name)
+
+
+def resolve_params(params: Params) -> Mapping[str, Any]:
+    """Evaluate ``params`` (a mapping, a callable returning one, or None) and check it."""
+    return check_params(params() if callable(params) else params)
 
 
 def resolve_token(token: Token) -> str | None:
-    """Evaluate ``token`` (a string, a callable returning one or None, or None)."""
-    value = token() if callable(token) else token
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"auth token must be a str, got {type(value).__name__}")
-    return value
+    """Evaluate ``token`` (a string, a callable returning one or None, or None) and check it."""
+    return check_token(token() if callable(token) else token)
 
 
 def resolve_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
-    """Evaluate ``headers`` into (name, value) pairs."""
-    value = headers() if callable(headers) else headers
-    if value is None:
-        return ()
-    pairs = value.items() if isinstance(value, Mapping) else value
-    out = tuple((str(k), str(v)) for k, v in pairs)
-    for name, _ in out:
-        if name.lower() in {"host", "upgrade", "connection", "sec-websocket-key"}:
-            raise UsageError(f"header {name!r} is set by the WebSocket handshake itself")
-    return out
+    """Evaluate ``headers`` into checked (name, value) pairs."""
+    return check_headers(headers() if callable(headers) else headers)

@@ -9,7 +9,10 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import trio
+try:
+    import trio
+except ImportError as exc:  # pragma: no cover - tested in a fresh interpreter without trio
+    raise ImportError("stx_trio needs trio: pip install 'stx-ws[trio]'") from exc
 
 from stx_proto import UsageError
 from stx_proto.driver import ByteStream, Runtime, SocketBase, StreamTransport, StxPreset
@@ -23,6 +26,14 @@ def _cancelled() -> type[BaseException]:
     return trio.Cancelled
 
 
+def _check_loop() -> None:
+    if not trio.lowlevel.in_trio_run():
+        raise UsageError(
+            "stx_trio runs on trio only, and this is not a trio run (asyncio?): use stx_anyio, "
+            "which runs on asyncio and trio"
+        )
+
+
 RUNTIME = Runtime(
     now=trio.current_time,
     event=trio.Event,
@@ -32,6 +43,7 @@ RUNTIME = Runtime(
     cancelled=_cancelled,
     checkpoint=trio.lowlevel.checkpoint,
     logger=logger,
+    check_loop=_check_loop,
 )
 
 CHUNK = 65536  # bytes per read

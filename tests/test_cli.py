@@ -281,7 +281,7 @@ async def test_no_reconnect_ends_listen_on_the_first_lost_connection() -> None:
         with anyio.fail_after(5):
             await done.wait()
     assert len(failures) == 1
-    assert "transport_closed" in str(failures[0])
+    assert "transport closed" in str(failures[0])
     assert phoenix.join_counts["a"] == 1
 
 
@@ -396,7 +396,7 @@ def test_failure_line_finds_the_refusal_in_the_causes() -> None:
     line = _cli.failure_line(exc)
     assert line.startswith("stx-ws: join of 't' failed")
     assert line.endswith("(HTTP 404 usually means a wrong path: the URL should end in /socket)")
-    assert _cli.failure_line(JoinError("t", None)) == "stx-ws: join of 't' failed (refused): None"
+    assert _cli.failure_line(JoinError("t", None)) == "stx-ws: join of 't' failed (refused)"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -481,3 +481,25 @@ def test_the_demo_exits_0_when_its_output_pipe_is_closed() -> None:
     err = io.StringIO()
     assert _cli.main(["demo", "--updates", "1"], ClosedPipe(lines=-1), err) == _cli.EXIT_OK
     assert err.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "said"),
+    [
+        (KeyboardInterrupt(), 0, ""),
+        (BrokenPipeError(32, "Broken pipe"), 0, ""),
+        (UsageError("a bad value"), 2, "stx-ws: a bad value\n"),
+        (GaveUpError("gave up after 3 attempt(s): HTTP 503"), 1, "stx-ws: gave up after 3"),
+    ],
+)
+def test_main_maps_what_ends_a_command_to_its_exit_status(
+    monkeypatch: pytest.MonkeyPatch, raised: BaseException, status: int, said: str
+) -> None:
+    def run(args: Any, out: Any, err: Any) -> int:
+        raise raised
+
+    monkeypatch.setattr(_cli, "_run", run)
+    monkeypatch.setattr(_cli, "silence", lambda out: None)
+    out, err = io.StringIO(), io.StringIO()
+    assert _cli.main(["listen", "ws://127.0.0.1:9/socket", "t"], out, err) == status
+    assert err.getvalue().startswith(said)

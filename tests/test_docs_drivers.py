@@ -350,7 +350,8 @@ async def test_retry_gives_up_on_1008(capsys: pytest.CaptureFixture[str]) -> Non
         await server.wait_for_join("orders:ada")
         server.close_all(1008)
     assert lines(capsys) == [
-        "gave up: gave up after 1 attempt(s): server_closed (close code 1008) | close code: 1008"
+        "gave up: gave up after 1 attempt(s): the server closed the connection (close code 1008)"
+        " | close code: 1008"
     ]
     assert len(phoenix.all_connections) == 1  # 1008 is final: no reconnect
 

@@ -73,15 +73,14 @@ class Channel:
 
     def __repr__(self) -> str:
         route = self._route
-        state = (
-            f"closed ({route.close_reason.value})"
-            if route.close_reason is not None
-            else "leaving"
-            if route.leaving
-            else "joined"
-            if route.joined
-            else "joining"
-        )
+        if route.close_reason is not None:
+            state = f"closed ({route.close_reason.value})"
+        elif route.leaving:
+            state = "leaving"
+        elif self.joined:
+            state = "joined"
+        else:
+            state = "rejoining" if route.joined else "joining"
         return f"<Channel {route.topic!r} {state}>"
 
     # ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import math
 from collections import deque
 from typing import Any, Protocol
 
+from .._errors import UsageError
 from .._events import HandshakeRequest, OpenTransport
 from .runtime import CancelScope, Runtime, Signal
 from .transport import (
@@ -31,6 +32,7 @@ MESSAGE = 1  # a whole message from a message stream
 OPENED = 2  # the transport is open (for a message transport: the WebSocket is)
 REFUSED = 3  # a message transport's handshake was refused (data: HandshakeRejected)
 ENDED = 4  # the connection ended (data: an error text or None; (code, reason) for a close)
+INVALID = 5  # a message transport's handshake cannot be built (data: the UsageError)
 
 
 class ConnectionOwner(Protocol):
@@ -173,8 +175,11 @@ class Connection:
         owner = self._owner
         try:
             request = owner.handshake_request()
-        except Exception as exc:  # a user's params/token/headers callable gave a bad value
-            owner.post(self, ENDED, f"handshake: {exc!r}")
+        except UsageError as exc:  # a params/token/headers callable gave a bad value
+            owner.post(self, INVALID, exc)
+            return
+        except Exception as exc:  # a user's params/token/headers callable failed
+            owner.post(self, ENDED, f"handshake: {type(exc).__name__}: {exc}")
             return
         try:
             stream = await transport.connect(

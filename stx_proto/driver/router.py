@@ -41,6 +41,8 @@ from .._events import (
     ChannelCloseReason,
     Closed,
     Connected,
+    Disconnected,
+    DisconnectReason,
     Event,
     GaveUp,
     HandshakeRefused,
@@ -225,19 +227,58 @@ def gave_up_error(event: GaveUp, refusal: HandshakeRefused | None) -> GaveUpErro
     After refused handshakes its ``__cause__`` is the :class:`HandshakeRefusedError` of the
     last refusal (status code and body), so ``except GaveUpError`` sees why.
     """
-    detail = f": {event.detail}" if event.detail else ""
-    exc = GaveUpError(
-        f"gave up after {event.attempts} attempt(s): {event.reason.value}{detail}", event.code
-    )
-    if refusal is not None:
+    status = refusal.status_code if refusal is not None else None
+    text = failure_text(Disconnected(event.reason, event.code, event.detail), status)
+    exc = GaveUpError(f"gave up after {event.attempts} attempt(s): {text}", event.code)
+    if event.error is not None:
+        exc.__cause__ = event.error
+    elif refusal is not None:
         exc.__cause__ = HandshakeRefusedError(refusal.status_code, refusal.body)
     return exc
 
 
-def push_failure_error(event: PushFailed, name: str, gave_up: GaveUpError | None) -> StxWsError:
-    """The error for a push ``name`` that ended without a reply."""
+#: Hints for handshake refusals whose cause is usually on the caller's side.
+_STATUS_HINTS = {
+    401: "bad or missing credentials?",
+    403: "bad or missing credentials, or a refused vsn?",
+    404: "wrong path? the socket URL ends in /socket",
+}
+
+
+def failure_text(event: Disconnected, status: int | None = None) -> str:
+    """One line saying how a connection (attempt) failed: "HTTP 500", "TLS: certificate verify
+    failed (...)", "the connect timed out"... ``status`` is the refused handshake's HTTP status.
+    """
+    reason = event.reason
+    detail = event.detail
+    if reason is DisconnectReason.HANDSHAKE_REFUSED and status is not None:
+        hint = _STATUS_HINTS.get(status)
+        return f"HTTP {status}" + (f" ({hint})" if hint else "")
+    if reason is DisconnectReason.CONNECT_TIMEOUT:
+        return "the connect timed out"
+    if reason is DisconnectReason.HEARTBEAT_TIMEOUT:
+        return "no heartbeat reply in time"
+    if reason is DisconnectReason.SERVER_CLOSED:
+        return "the server closed the connection"  # the errors add the close code
+    if reason is DisconnectReason.PROTOCOL_ERROR:
+        return f"WebSocket protocol error: {detail}"
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        return f"TLS: certificate verify failed ({detail})"
+    text = reason.value.replace("_", " ")
+    return f"{text}: {detail}" if detail else text
+
+
+def push_failure_error(
+    event: PushFailed, name: str, gave_up: GaveUpError | None, failure: StxWsError | None = None
+) -> StxWsError:
+    """The error for a push ``name`` that ended without a reply. ``failure`` is why the
+    connection could not be made, when the push waited for it in vain."""
     reason = event.reason
     if reason is PushFailure.TIMEOUT:
+        if failure is not None and not event.sent:
+            error = PushTimeout(event.topic, name, str(failure))
+            error.__cause__ = failure
+            return error
         return PushTimeout(event.topic, name)
     if reason is PushFailure.SOCKET_CLOSED and gave_up is not None:
         return gave_up
@@ -253,6 +294,10 @@ class Router:
         self._closes: list[Pending] = []
         self._refusal: HandshakeRefused | None = None
         self._connected_once = False
+        #: True while the WebSocket is open.
+        self.connected = False
+        #: Why the last connection attempt failed, while none has succeeded since.
+        self.connect_failure: ConnectionClosedError | None = None
         self.stats = SocketStats(core_stats, rtt)
         #: Set when the core gave up reconnecting (before the channels close).
         self.gave_up: GaveUpError | None = None
@@ -327,6 +372,10 @@ class Router:
                 self.stats.reconnects += 1
             self._connected_once = True
             self._refusal = None
+            self.connected = True
+            self.connect_failure = None
+        elif type(event) is Disconnected:
+            self._on_disconnected(event)
         elif type(event) is HandshakeRefused:
             self._refusal = event
         elif type(event) is GaveUp:
@@ -334,6 +383,19 @@ class Router:
         elif type(event) is Closed:
             self._on_closed()
         return None
+
+    def _on_disconnected(self, event: Disconnected) -> None:
+        was_open, self.connected = self.connected, False
+        if was_open or event.reason is DisconnectReason.CLIENT_CLOSED:
+            return
+        refusal = self._refusal
+        text = failure_text(event, refusal.status_code if refusal is not None else None)
+        if refusal is not None:
+            error: ConnectionClosedError = HandshakeRefusedError(refusal.status_code, refusal.body)
+            error.args = (f"could not connect: {text}",)
+        else:
+            error = ConnectionClosedError(f"could not connect: {text}", event.code)
+        self.connect_failure = error
 
     def _on_reply(self, event: ReplyReceived) -> None:
         entry = self._pushes.pop(event.ref, None)
@@ -349,7 +411,7 @@ class Router:
         entry = self._pushes.pop(event.ref, None)
         if entry is not None:
             waiter, name = entry
-            waiter.fail(push_failure_error(event, name, self.gave_up))
+            waiter.fail(push_failure_error(event, name, self.gave_up, self.connect_failure))
 
     def _on_joined(self, event: Joined) -> ChannelRoute | None:
         record = self.channel(event.topic)
@@ -368,9 +430,16 @@ class Router:
             return None
         if event.retry_at is None and record.join is not None:
             join, record.join = record.join, None
-            join.fail(
-                JoinError(event.topic, event.response, "timeout" if event.timed_out else "refused")
-            )
+            failure = self.connect_failure
+            if event.timed_out and failure is not None and not self.connected:
+                # It timed out waiting for a connection that could not be made: say so.
+                error = JoinError(event.topic, None, str(failure))
+                error.__cause__ = failure
+            else:
+                error = JoinError(
+                    event.topic, event.response, "timeout" if event.timed_out else "refused"
+                )
+            join.fail(error)
         return record
 
     def _on_channel_closed(self, event: ChannelClosed) -> ChannelRoute | None:

@@ -84,7 +84,8 @@ class Runtime:
     a :class:`TaskGroup`; ``cancel_scope(deadline=..., shield=...)`` a :class:`CancelScope`
     (``math.inf``: no deadline); ``semaphore(n)`` a :class:`Semaphore`; ``cancelled()``
     returns the loop's cancellation exception class; ``checkpoint()`` lets other tasks run;
-    ``logger`` is the driver's logger (every record of the kit goes to it).
+    ``logger`` is the driver's logger (every record of the kit goes to it); ``check_loop()``
+    says clearly when the driver is used on a loop it cannot run on.
     """
 
     now: Callable[[], float]
@@ -95,6 +96,9 @@ class Runtime:
     cancelled: Callable[[], type[BaseException]]
     checkpoint: Callable[[], Awaitable[None]]
     logger: logging.Logger
+    #: Raises UsageError when called outside a loop this runtime can run on (a trio-only
+    #: driver under asyncio, say); called when a socket starts.
+    check_loop: Callable[[], None] = attrs.field(default=lambda: None)
 
 
 class Signal:

@@ -41,6 +41,7 @@ from .._events import (
     CloseTransport,
     Connected,
     Disconnected,
+    DisconnectReason,
     Event,
     FrameDropped,
     GaveUp,
@@ -55,11 +56,11 @@ from .._events import (
     SleepUntil,
 )
 from .._message import ChannelMessage
-from .connection import DATA, ENDED, MESSAGE, OPENED, Connection
+from .connection import DATA, ENDED, MESSAGE, OPENED, REFUSED, Connection
 from .credentials import Credential
 from .dispatch import Dispatch, Dispatcher, ErrorHandler
 from .queues import Overflow
-from .router import ChannelRoute, Handler, Pending, Router
+from .router import ChannelRoute, Handler, Pending, Router, failure_text
 from .runtime import AsyncEvent, Runtime, Signal, TaskGroup, is_cancellation
 from .transport import Transport
 
@@ -147,6 +148,9 @@ class Session:
         self._room = Signal(runtime.event)
         self._pause_until: float | None = None  # reads held back (back-pressure) until then
         self._fatal: StxWsError | None = None
+        self._ws_open = False  # the WebSocket is open (for the log wording)
+        self._failed_connects = 0  # connects that failed in a row
+        self._refused_with: int | None = None  # the status of a refusal not yet logged
         self._block_cancelled = False  # the pump cancelled the body to raise self._fatal
 
     # ------------------------------------------------------------------------------------
@@ -187,6 +191,7 @@ class Session:
         """
         if self.stage != "new":
             raise UsageError("a Socket can be used in `async with` only once")
+        self.runtime.check_loop()
         manager = self.runtime.task_group()
         self._tg = await manager.__aenter__()
         self._tg_manager = manager
@@ -518,8 +523,10 @@ class Session:
                 client.transport_closed(now, code=data[0], reason=data[1])
             else:
                 client.transport_closed(now, data)
-        else:  # REFUSED: the core answers with CloseTransport
+        elif kind == REFUSED:  # the core answers with CloseTransport
             client.handshake_refused(now, data.status_code, data.headers, data.body)
+        else:  # INVALID: the core gives up with the UsageError
+            client.handshake_invalid(now, data)
 
     def _drain(self) -> float | None:
         """Carry out the core's outputs until SleepUntil; return its deadline."""
@@ -558,6 +565,38 @@ class Session:
         tg.start_soon(conn.run, command)
         self._conn = self._last_conn = conn
 
+    def _log_disconnect(self, event: Disconnected) -> None:
+        """A connection that was open and dropped is INFO (the socket reconnects by itself); a
+        connect that failed is WARNING the first time in a row, INFO after, until one works."""
+        logger = self._logger
+        was_open, self._ws_open = self._ws_open, False
+        status, self._refused_with = self._refused_with, None
+        if event.reason is DisconnectReason.CLIENT_CLOSED:
+            logger.info("closed the connection to %s", self._host)
+            return
+        text = failure_text(event, status)
+        if event.code is not None:
+            text = f"{text} (close code {event.code})"
+        then = (
+            "; not reconnecting"
+            if event.retry_at is None
+            else f"; reconnecting in {max(0.0, event.retry_at - self.runtime.now()):.2f} s"
+        )
+        if was_open:
+            logger.info("lost the connection to %s: %s%s", self._host, text, then)
+            return
+        self._failed_connects += 1
+        level = logging.WARNING if self._failed_connects == 1 else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "could not connect to %s: %s%s",
+                self._host,
+                text,
+                then,
+                extra={"stx_ws_event": "connect_failed"},
+            )
+
     def _deliver(self, msg: ChannelMessage) -> None:
         route = self.router.channel(msg.topic)
         if route is None:  # pragma: no cover - the core only emits messages of live channels
@@ -582,31 +621,24 @@ class Session:
                 logger.warning("channel %r closed for good: %s", route.topic, event.reason.value)
         elif type(event) is Connected:
             logger.info("connected to %s", self._host)
+            self._ws_open = True
+            self._failed_connects = 0
             dispatcher.hook(hooks.on_open)
         elif type(event) is Disconnected:
-            if event.retry_at is not None:
-                logger.info(
-                    "disconnected from %s (%s%s); reconnecting in %.2f s",
-                    self._host,
-                    event.reason.value,
-                    f": {event.detail}" if event.detail else "",
-                    max(0.0, event.retry_at - self.runtime.now()),
-                )
-            else:
-                logger.info("disconnected from %s (%s)", self._host, event.reason.value)
+            self._log_disconnect(event)
             dispatcher.hook(hooks.on_close, event)
         elif type(event) is GaveUp:
             gave_up = self.router.gave_up
             assert gave_up is not None
-            logger.warning("gave up on %s: %s", self._host, gave_up)
+            logger.warning(
+                "gave up on %s: %s", self._host, gave_up, extra={"stx_ws_event": "gave_up"}
+            )
             if hooks.on_gave_up is not None:
                 dispatcher.hook(hooks.on_gave_up, gave_up)
             else:
                 self._fatal = gave_up
         elif type(event) is HandshakeRefused:
-            logger.warning(
-                "%s refused the WebSocket handshake with HTTP %d", self._host, event.status_code
-            )
+            self._refused_with = event.status_code  # said with the Disconnected that follows
         elif type(event) is FrameDropped:
             logger.warning("dropped a malformed frame: %s", event.detail)
         elif type(event) is ChannelErrored:

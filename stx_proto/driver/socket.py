@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from random import Random
 from types import TracebackType
-from typing import Any, ClassVar, TypeAlias, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
+from .. import _checks as checks
 from .._client import Client
 from .._codec import JsonCodec
 from .._engines import EngineFactory
@@ -32,6 +33,37 @@ from .session import Hooks, Session
 from .transport import MessageTransport, StreamTransport, Transport
 
 SocketT = TypeVar("SocketT", bound="SocketBase")
+
+#: Option names of other clients (phoenix.js, maicoin.ws, websockets, stx-python) -> ours.
+OTHER_NAMES = {
+    "reconnect_policy": "retry (a RetryPolicy)",
+    "retry_policy": "retry (a RetryPolicy)",
+    "ping_interval": "heartbeat_interval",
+    "ping_timeout": "heartbeat_timeout",
+    "heartbeat_interval_ms": "heartbeat_interval (in seconds)",
+    "heartbeatIntervalMs": "heartbeat_interval (in seconds)",
+    "reconnectAfterMs": "retry (a RetryPolicy)",
+    "rejoinAfterMs": "rejoin (a RetryPolicy)",
+    "authToken": "auth_token",
+    "max_size": "max_message_size",
+    "max_queue": "queue_size",
+    "open_timeout": "connect_timeout",
+    "ssl_context": "ssl",
+    "on_error": "on_handler_error",
+    "encoder": "json",
+    "decoder": "json",
+}
+
+
+def unknown_option_message(unknown: Mapping[str, object]) -> str:
+    """The UsageError text for options this socket does not have, naming ours where another
+    client's name was used."""
+    parts = []
+    for name in unknown:
+        ours = OTHER_NAMES.get(name)
+        parts.append(f"{name!r} (stx-ws calls it {ours})" if ours else repr(name))
+    return f"unknown option{'s' if len(parts) > 1 else ''}: {', '.join(parts)}"
+
 
 #: Query parameters: a mapping, or a sync or async callable returning one (called per connect).
 ParamsSource: TypeAlias = (
@@ -88,6 +120,7 @@ class SocketBase:
         rng: Random | None = None,
         transport: Transport | None = None,
         engine: str | EngineFactory = "wsproto",
+        **unknown: NoReturn,
     ) -> None:
         """Set up the socket; it connects when its ``async with`` block starts.
 
@@ -152,6 +185,16 @@ class SocketBase:
         Raises:
             UsageError: an invalid URL, option or transport.
         """
+        if unknown:
+            raise UsageError(unknown_option_message(unknown))
+        for name, hook in (
+            ("on_handler_error", on_handler_error),
+            ("on_open", on_open),
+            ("on_close", on_close),
+            ("on_rejoin", on_rejoin),
+            ("on_gave_up", on_gave_up),
+        ):
+            checks.callable_or_none(name, hook)
         policy = check_queue_options(queue_size, overflow)
         mode = check_dispatch_options(dispatch, max_concurrency, policy)
         if not close_timeout > 0:

@@ -674,8 +674,9 @@ def test_leave_sends_phx_leave_then_closes_on_reply(make_link: MakeLink) -> None
     assert client.channel_state("a") is ChannelState.CLOSED
     with pytest.raises(UsageError, match="leave 'a': not joined"):
         client.leave(link.now, "a")
-    # The phx_close that follows the reply is for a channel that no longer exists.
-    assert client.stats.unknown_topic_dropped == 1
+    # The phx_close that follows the reply is expected: not counted as a drop.
+    assert client.stats.unknown_topic_dropped == 0
+    assert client.stats.stale_dropped == 0
 
 
 def test_leave_timeout(make_link: MakeLink) -> None:
@@ -1204,3 +1205,40 @@ def test_no_presence_tracking_by_default(make_link: MakeLink) -> None:
     link.server.presence_state("room", {"x": {"metas": [{"phx_ref": "1"}]}})
     link.pump()
     assert [type(e) for e in link.take()] == [MessageReceived]
+
+
+# --------------------------------------------------------------------------------------------
+# Outgoing size, and the frames a leave brings
+
+
+def test_a_frame_over_max_message_size_is_refused_and_one_just_under_goes_out(
+    make_link: MakeLink,
+) -> None:
+    link = connected(make_link, "a", max_message_size=400)
+    client = link.client
+    with pytest.raises(UsageError, match=r"'big' to 'a' is \d+ bytes on the wire, over"):
+        client.push(link.now, "a", "big", {"x": "é" * 300})
+    # Over a quarter of the limit in code points, under it in bytes: sent.
+    ref = client.push(link.now, "a", "fits", {"x": "y" * 300})
+    link.pump()
+    assert [e.ref for e in link.of_type(ReplyReceived)] == [ref]
+    with pytest.raises(UsageError, match="over max_message_size"):
+        client.join(link.now, "b", {"x": "z" * 500})
+
+
+def test_the_topics_remembered_as_just_left_are_bounded(
+    make_link: MakeLink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stx_proto._channel as channel_module
+    from stx_proto._channel import ChannelRecord
+
+    monkeypatch.setattr(channel_module, "_MAX_LEFT", 2)
+    channels = make_link().client._channels
+    for n, topic in enumerate(("a", "b", "c")):
+        record = ChannelRecord(topic, None, 1.0)
+        record.join_ref = str(n)
+        channels._remember_left(record)  # as if the server never sent their phx_close
+    late = ChannelMessage("a", "phx_close", {}, "0", "0")
+    assert not channels.expected_after_leave(late)  # "a" was forgotten: the oldest
+    assert channels.expected_after_leave(ChannelMessage("c", "phx_close", {}, "2", "2"))
+    assert not channels.expected_after_leave(ChannelMessage("b", "phx_reply", {}, "1", "1"))

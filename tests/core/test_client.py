@@ -229,13 +229,34 @@ def test_failing_credentials_callable_is_a_failed_attempt(make_link: MakeLink) -
     assert link.connections[-1].auth_token == "fresh"
 
 
-def test_engine_factory_refusing_the_request_is_a_failed_attempt(make_link: MakeLink) -> None:
-    # A header value the engine cannot put in a request.
-    link = make_link(headers={"X-Bad": "a\r\nb"})
+def test_a_header_value_that_cannot_be_sent_is_refused_at_once(make_link: MakeLink) -> None:
+    # A static value is checked where it is given, without echoing it (it may be a secret).
+    with pytest.raises(UsageError, match="header 'X-Bad': its value holds a control") as info:
+        make_link(headers={"X-Bad": "a-secret\r\nb"})
+    assert "a-secret" not in str(info.value)
+
+
+def test_a_credential_callable_returning_a_bad_value_gives_up_at_once(make_link: MakeLink) -> None:
+    # Retrying would send the same value forever: the client gives up, with the UsageError.
+    link = make_link(headers=lambda: {"X-Bad": "a-secret\n"})
+    link.connect()
+    (dis,) = link.of_type(Disconnected)
+    assert dis.reason is DisconnectReason.INVALID_CREDENTIALS
+    assert dis.retry_at is None and "a-secret" not in dis.detail
+    (gave_up,) = link.of_type(GaveUp)
+    assert isinstance(gave_up.error, UsageError) and gave_up.attempts == 1
+    assert link.client.state is SocketState.CLOSED
+
+
+def test_a_credential_callable_that_raises_is_a_failed_attempt(make_link: MakeLink) -> None:
+    def token() -> str:
+        raise ConnectionError("the token service is down")
+
+    link = make_link(auth_token=token)
     link.connect()
     (dis,) = link.of_type(Disconnected)
     assert dis.reason is DisconnectReason.TRANSPORT_ERROR
-    assert dis.detail.startswith("handshake: ")
+    assert dis.detail == "handshake: ConnectionError: the token service is down"
     assert dis.retry_at is not None
 
 
@@ -1332,3 +1353,10 @@ def test_engine_with_a_silent_eof_while_closing(make_link: MakeLink) -> None:
     drain(client)
     client.transport_closed(1.5)
     assert drain(client) == [Disconnected(DisconnectReason.CLIENT_CLOSED, 1000), Closed()]
+
+
+def test_handshake_invalid_is_a_no_op_unless_connecting(make_link: MakeLink) -> None:
+    link = make_link()
+    link.connect()
+    link.client.handshake_invalid(link.now, UsageError("late"))  # open: nothing happens
+    assert link.client.is_connected and not link.of_type(GaveUp)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -73,9 +74,11 @@ print(json.dumps({"loaded": loaded, "held": held}))
 def _probe(prelude: str = "", names: list[str] | None = None) -> dict[str, list[str]]:
     names = _core_module_names() if names is None else names
     script = f"FORBIDDEN = {FORBIDDEN!r}\nNAMES = {names!r}\n{prelude}\n{_PROBE}"
-    # -I: a fresh, isolated interpreter (no user site, no PYTHON* variables).
+    # -I: a fresh, isolated interpreter (no user site, no PYTHON* variables); and no coverage
+    # measurement in it (coverage's own imports would be what the probe sees).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
     result = subprocess.run(
-        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True, env=env
     )
     found: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
     return found

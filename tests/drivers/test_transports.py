@@ -160,3 +160,17 @@ async def test_an_engine_does_not_go_with_a_message_transport(impl: Impl, srv: T
         make_socket(impl, srv, transport=WsprotoTransport(), engine="websockets")
     with pytest.raises(UsageError, match="engine must be one of"):
         make_socket(impl, srv, engine="picows")
+
+
+async def test_a_message_transport_gives_up_on_a_credential_that_cannot_be_sent(
+    impl: Impl, srv: TestServer
+) -> None:
+    from stx_proto import GaveUpError, UsageError
+
+    headers = lambda: {"X-Key": "value\n"}  # noqa: E731 - a secret read from a file, say
+    with anyio.fail_after(LIMIT), pytest.raises(GaveUpError) as info:
+        async with make_socket(
+            impl, srv, transport=WsprotoTransport(), engine="wsproto", headers=headers
+        ) as sock:
+            await sock.join("room:1")
+    assert isinstance(info.value.__cause__, UsageError)

@@ -118,3 +118,27 @@ def test_a_trio_deadline_bounds_a_join() -> None:
                 await srv.wait_for_frame(lambda m: m.event == "phx_leave" and m.topic == "mute:1")
 
     trio.run(main)
+
+
+def test_stx_trio_under_asyncio_says_so() -> None:
+    import asyncio
+
+    from stx_proto import UsageError
+
+    async def main() -> None:
+        async with Socket("ws://127.0.0.1:9/socket"):
+            raise AssertionError("not reached")
+
+    with pytest.raises(UsageError, match=r"stx_trio runs on trio only.*use stx_anyio"):
+        asyncio.run(main())
+
+
+def test_importing_stx_trio_without_trio_names_the_extra() -> None:
+    probe = (
+        "import sys; sys.modules['trio'] = None\n"
+        "try:\n    import stx_trio\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert "stx_trio needs trio: pip install 'stx-ws[trio]'" in result.stdout

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from stx_proto import HandshakeRequest, OpenTransport
+from stx_proto import HandshakeRequest, OpenTransport, UsageError
 from stx_proto.driver import (
     ByteStream,
     Connection,
@@ -18,7 +18,7 @@ from stx_proto.driver import (
     StreamTransport,
     describe_error,
 )
-from stx_proto.driver.connection import DATA, ENDED, MESSAGE, OPENED, REFUSED
+from stx_proto.driver.connection import DATA, ENDED, INVALID, MESSAGE, OPENED, REFUSED
 
 from .conftest import Loop
 
@@ -246,9 +246,14 @@ async def test_a_message_transport_refusal_and_failures(loop: Loop) -> None:
         assert owner.posts == [(ENDED, "connect failed: OSError: down")]
 
         owner = Owner(loop)
-        owner.request_error = ValueError("bad header")
+        owner.request_error = ValueError("token service down")
         await Connection(owner, MessageSockets(Messages([]))).run(OPEN)
-        assert owner.posts == [(ENDED, "handshake: ValueError('bad header')")]
+        assert owner.posts == [(ENDED, "handshake: ValueError: token service down")]
+
+        owner = Owner(loop)  # a value that cannot be sent: the socket gives up with it
+        owner.request_error = invalid = UsageError("header 'X': its value holds a line break")
+        await Connection(owner, MessageSockets(Messages([]))).run(OPEN)
+        assert owner.posts == [(INVALID, invalid)]
 
 
 async def test_a_read_stops_when_the_connection_closes_meanwhile(loop: Loop) -> None:
@@ -268,6 +273,27 @@ async def test_a_read_stops_when_the_connection_closes_meanwhile(loop: Loop) -> 
         conn.closing = False
         await conn._read_messages(Messages(["m", "never read"]))
         assert owner.posts == [(MESSAGE, "m")]
+
+
+async def test_a_message_connection_closed_while_reading_stops_its_reader(loop: Loop) -> None:
+    # The reader sees the close before the writer has cancelled anything.
+    class NoWaitOwner(Owner):
+        async def inbox_room(self, conn: Connection) -> None:
+            return None
+
+    with anyio.fail_after(LIMIT):
+        owner = NoWaitOwner(loop)
+
+        class ClosedWhileReading(Messages):
+            async def receive(self) -> str | bytes | None:
+                conn.close(1.0, 1000, "")
+                return "late"
+
+        stream = ClosedWhileReading([])
+        conn = Connection(owner, MessageSockets(stream))
+        await conn.run(OPEN)
+        assert owner.posts == [(OPENED, None), (MESSAGE, "late")]
+        assert stream.closes == [(1000, "")] and stream.closed
 
 
 async def test_message_stream_failures(loop: Loop) -> None:

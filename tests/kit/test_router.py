@@ -165,3 +165,22 @@ def test_router_abort_fails_every_waiter() -> None:
     late_leave = Pending(lambda: None)
     router.add_leave(record, late_leave)  # already closed: resolved at once
     assert late_leave.done
+
+
+def test_failure_texts_say_how_a_connection_failed() -> None:
+    from stx_proto import Disconnected
+    from stx_proto.driver.router import failure_text
+
+    def text(reason: DisconnectReason, detail: str = "", status: int | None = None) -> str:
+        return failure_text(Disconnected(reason, None, detail), status)
+
+    assert text(DisconnectReason.HANDSHAKE_REFUSED, "HTTP 418", 418) == "HTTP 418"
+    assert text(DisconnectReason.CONNECT_TIMEOUT) == "the connect timed out"
+    assert text(DisconnectReason.HEARTBEAT_TIMEOUT) == "no heartbeat reply in time"
+    assert (
+        text(DisconnectReason.PROTOCOL_ERROR, "bad frame") == "WebSocket protocol error: bad frame"
+    )
+    assert text(DisconnectReason.TRANSPORT_ERROR, "x CERTIFICATE_VERIFY_FAILED y") == (
+        "TLS: certificate verify failed (x CERTIFICATE_VERIFY_FAILED y)"
+    )
+    assert text(DisconnectReason.TRANSPORT_CLOSED) == "transport closed"
