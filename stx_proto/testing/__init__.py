@@ -4,10 +4,35 @@
 - :class:`PhoenixServer` / :class:`ServerConnection`: a scripted, sans-IO Phoenix server
   (routes, replies, broadcasts, presence, and faults), speaking the server side over wsproto.
 - :class:`Link`: a :class:`stx_proto.Client` and a PhoenixServer joined in memory.
+- :func:`ws_frame` and :func:`close_payload`: hand-built WebSocket frames, valid or not, for
+  tests that play a hostile server.
 """
 
 from ._clock import VirtualClock
+from ._frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    close_payload,
+    ws_frame,
+)
 from ._link import Link
 from ._server import PhoenixServer, ServerConnection
 
-__all__ = ["Link", "PhoenixServer", "ServerConnection", "VirtualClock"]
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONTINUATION",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "Link",
+    "PhoenixServer",
+    "ServerConnection",
+    "VirtualClock",
+    "close_payload",
+    "ws_frame",
+]
