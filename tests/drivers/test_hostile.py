@@ -386,9 +386,12 @@ async def test_flood_into_a_slow_handler_is_bounded_and_every_drop_counted(
         async with impl.socket(srv, queue_size=20, overflow="drop_newest") as sock:
             await sock.join("room:a", on_message=slow)
             await _flood(srv, sock)
-            dropped = sock.stats.dropped
             release.set()
-            await until(lambda: len(handled) + dropped >= FLOOD, what="the handler to drain")
+            await until(
+                lambda: len(handled) + sock.stats.dropped >= FLOOD,
+                timeout=6.0,
+                what=f"the handler to drain ({len(handled)} handled, {sock.stats!r})",
+            )
             assert len(handled) <= 20 + 1  # the queue, and the one call in progress
             assert len(handled) + sock.stats.dropped == FLOOD
     # drop_newest: what got in was handled in order, the first ones before any loss.
