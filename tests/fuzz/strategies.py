@@ -303,7 +303,7 @@ def ws_messages(draw: st.DrawFn, limit: int = 4096) -> list[bytes]:
     return out
 
 
-_POSITION = re.compile(r"position \d+")
+_POSITION = re.compile(r"position \d+(-\d+)?")
 
 
 def same_events(events: list[Any]) -> list[Any]:
