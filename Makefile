@@ -1,10 +1,12 @@
 # The two commands: `make demo` and `make test`. Both create .venv on first use.
+# Reliability, on demand: `make fuzz` (atheris over every fuzz target, bounded in time and at
+# least 100,000 inputs each) and `make soak` (the ten-minute chaos soak).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench soak clean
+.PHONY: demo test lint types unit bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,5 +36,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/core_throughput.py
 	$(BIN)/python benchmarks/engine_parse.py
 
+# atheris is a separate extra: its wheels cover only some platforms and Pythons, and building
+# it from source needs clang and libFuzzer. Without it, fuzz/run.py runs the hypothesis
+# targets at a high example count instead.
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]' || echo "atheris could not be installed"
+	$(BIN)/python -m fuzz.run
+
+soak: $(STAMP)
+	STX_SOAK=long $(BIN)/python -m pytest tests/soak -q -s -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz

@@ -16,9 +16,12 @@ connects to it exactly as it would to Phoenix::
                 ...
 
 Routes, broadcasts, pushes and fault switches (``heartbeat_replies``, ``refuse_handshake``,
-``refuse_joins``, ``reply_delay``) are those of :attr:`TestServer.phoenix`; anything a test does
-there is written to the clients at once. The ``wait_for_*`` helpers wait for what the client
-did, with a timeout, so tests never sleep for correctness.
+``refuse_joins``, ``reply_delay``, ``close_replies``) are those of :attr:`TestServer.phoenix`;
+anything a test does there is written to the clients at once. Two more switches play a server
+that is no Phoenix server at all, below the WebSocket: :attr:`TestServer.stall_handshake`
+(accept TCP, never answer) and :attr:`TestServer.raw_handshake` (answer the upgrade with any
+bytes: a 101 without its accept header, garbage). The ``wait_for_*`` helpers wait for what
+the client did, with a timeout, so tests never sleep for correctness.
 
 The server works on both anyio backends (asyncio and trio). Start and stop it from the same
 task, which ``async with`` does for you.
@@ -94,6 +97,13 @@ class TestServer:
     ``close_timeout`` is how long a connection the server closed waits for the client's
     close frame before the socket is closed anyway.
 
+    Hostile switches, read when a connection is accepted: ``stall_handshake`` (False) True
+    accepts TCP, reads the upgrade request and never answers; ``raw_handshake`` (None) bytes
+    are written, verbatim, as the answer to the upgrade request. Either way the connection
+    then reads and ignores what comes until the client goes, and never reaches
+    :attr:`phoenix`; :attr:`raw_requests` lists what each such connection read before
+    answering (so a test can count the client's attempts).
+
     Stopping the server cancels every connection task and closes their sockets abruptly.
     """
 
@@ -116,6 +126,10 @@ class TestServer:
         self._port: int | None = None
         self._task_group: TaskGroup | None = None
         self._changed = _Signal()
+        self.stall_handshake = False
+        self.raw_handshake: bytes | None = None
+        #: The upgrade requests read by hostile connections, one per connection, in order.
+        self.raw_requests: list[bytes] = []
 
     # ----------------------------------------------------------------------------------------
     # Life cycle
@@ -308,6 +322,9 @@ class TestServer:
             await listener.serve(self._handle)
 
     async def _handle(self, stream: ByteStream) -> None:
+        if self.stall_handshake or self.raw_handshake is not None:
+            await self._handle_raw(stream, None if self.stall_handshake else self.raw_handshake)
+            return
         conn = self.phoenix.connect()
         wakeup = _Wakeup()
         conn.on_output = wakeup.set
@@ -331,6 +348,28 @@ class TestServer:
                 else:
                     with contextlib.suppress(*_STREAM_ERRORS):
                         await stream.aclose()
+
+    async def _handle_raw(self, stream: ByteStream, answer: bytes | None) -> None:
+        """A hostile connection: read the upgrade request, write ``answer`` (None: nothing),
+        then read and ignore everything until the client closes the stream."""
+        index = len(self.raw_requests)
+        self.raw_requests.append(b"")
+        request = b""
+        try:
+            while b"\r\n\r\n" not in request:
+                request += await stream.receive()
+                self.raw_requests[index] = request
+                self._notify()
+            if answer is not None:
+                await stream.send(answer)
+            while True:  # whatever the client sends now is ignored
+                await stream.receive()
+        except (anyio.EndOfStream, *_STREAM_ERRORS):
+            pass
+        finally:
+            self._notify()
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
 
     async def _read(self, stream: ByteStream, conn: ServerConnection, wakeup: _Wakeup) -> None:
         try:

@@ -73,6 +73,7 @@ from ._url import (
     resolve_token,
 )
 from ._websocket import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     WsAccepted,
     WsBinary,
     WsClosed,
@@ -116,7 +117,8 @@ class Client:
         heartbeat_interval: seconds between heartbeats; None turns heartbeats off.
         heartbeat_timeout: seconds to wait for a heartbeat's reply (default: the interval).
         timeout: default join, push and leave timeout, in seconds.
-        connect_timeout: seconds for open plus handshake (default: ``timeout``).
+        connect_timeout: seconds for one connection attempt, open plus handshake (10 s: a
+            stalled handshake is given up and retried well before a long join times out).
         close_timeout: seconds to wait for the server's close frame after ``close()``.
         retry: the reconnect policy; None means never reconnect.
         rejoin: the policy for rejoining a channel after a join error or ``phx_error``.
@@ -145,12 +147,12 @@ class Client:
         heartbeat_interval: float | None = 30.0,
         heartbeat_timeout: float | None = None,
         timeout: float = 10.0,
-        connect_timeout: float | None = None,
+        connect_timeout: float = 10.0,
         close_timeout: float = 5.0,
         retry: RetryPolicy | None = RetryPolicy(),  # noqa: B008 - frozen, so sharing is safe
         rejoin: RetryPolicy = DEFAULT_REJOIN_POLICY,
         max_buffered_pushes: int = 1000,
-        max_message_size: int | None = 64 * 1024 * 1024,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rng: Random | None = None,
         engine: str | EngineFactory | None = "wsproto",
     ) -> None:
@@ -167,9 +169,7 @@ class Client:
         codec = resolve_codec(json)
         self._serializer = serializer = make_serializer(vsn, codec)
         checks.real("timeout", timeout)
-        self._connect_timeout = checks.real(
-            "connect_timeout", timeout if connect_timeout is None else connect_timeout
-        )
+        self._connect_timeout = checks.real("connect_timeout", connect_timeout)
         self._close_timeout = checks.real("close_timeout", close_timeout)
         checks.real("heartbeat_interval", heartbeat_interval, allow_none=True)
         if heartbeat_interval is not None:
@@ -559,7 +559,7 @@ class Client:
             elif kind is TimerKind.HEARTBEAT:
                 self._heartbeat_due(now, deadline)
             elif kind is TimerKind.HEARTBEAT_REPLY:
-                self._abort(now, DisconnectReason.HEARTBEAT_TIMEOUT, "no heartbeat reply")
+                self._abort(now, DisconnectReason.HEARTBEAT_TIMEOUT, "heartbeat timeout")
             elif kind is TimerKind.CONNECT:
                 self._abort(now, DisconnectReason.CONNECT_TIMEOUT, "connect timed out")
             elif kind is TimerKind.RECONNECT:
@@ -756,7 +756,14 @@ class Client:
             return
         ref = msg.ref
         hb = self._heartbeat
-        if ref is not None and hb is not None and ref == hb.pending_ref:
+        # Only the phoenix topic's reply is the heartbeat's: a channel frame that carries the
+        # same ref (a buggy or hostile server) is routed like any other.
+        if (
+            ref is not None
+            and hb is not None
+            and ref == hb.pending_ref
+            and msg.topic == PHOENIX_TOPIC
+        ):
             hb.acknowledge(now)
             self._timers.cancel(_HEARTBEAT_REPLY)
             return

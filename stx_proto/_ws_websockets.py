@@ -59,6 +59,7 @@ from websockets.protocol import Protocol, Side, State
 
 from ._errors import UsageError
 from ._websocket import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     WsAccepted,
     WsBinary,
     WsClosed,
@@ -136,7 +137,7 @@ class WebsocketsEngine:
         target: str,
         headers: Sequence[tuple[str, str]] = (),
         subprotocols: Sequence[str] = (),
-        max_message_size: int | None = 64 * 1024 * 1024,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         # Checks every value and builds the request (UsageError when that fails).
         self._handshake: WsprotoEngine | None = WsprotoEngine(

@@ -113,6 +113,11 @@ class Dispatcher:
 
     def deliver(self, route: ChannelRoute, msg: ChannelMessage) -> None:
         """Hand ``msg`` of ``route``'s channel to its consumers."""
+        if route.failure is not None:
+            # The channel failed (a full queue under overflow="error") and is being left:
+            # what still arrives for it reaches nobody, and is counted as lost.
+            self._count_drop()
+            return
         buffer = route.buffer
         if buffer is not None and not buffer.put(msg, msg.topic):
             self._overflowed(route, buffer)

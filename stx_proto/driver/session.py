@@ -411,9 +411,10 @@ class Session:
         self._wakeup.set()
 
     def fail_channel(self, route: ChannelRoute, error: StxWsError) -> None:
-        """Fail ``route`` (a full queue under overflow="error"): leave it, end its iteration."""
-        if route.failure is not None:
-            return
+        """Fail ``route`` (a full queue under overflow="error"): leave it, end its iteration.
+
+        Called once per route: the dispatcher delivers nothing more to a failed route.
+        """
         route.failure = error  # the queue's overflow warning has said so already
         if route.buffer is not None:
             route.buffer.close(error)

@@ -23,6 +23,7 @@ from .._errors import GaveUpError, UsageError
 from .._events import Disconnected
 from .._message import ChannelMessage
 from .._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
+from .._websocket import DEFAULT_MAX_MESSAGE_SIZE
 from .channel import Channel
 from .credentials import Credential
 from .dispatch import Dispatch, ErrorHandler, check_dispatch_options
@@ -100,7 +101,7 @@ class SocketBase:
         heartbeat_interval: float | None = 30.0,
         heartbeat_timeout: float | None = None,
         timeout: float = 10.0,
-        connect_timeout: float | None = None,
+        connect_timeout: float = 10.0,
         close_timeout: float = 5.0,
         retry: RetryPolicy | None = RetryPolicy(),  # noqa: B008 - frozen, so sharing is safe
         rejoin: RetryPolicy = DEFAULT_REJOIN_POLICY,
@@ -116,7 +117,7 @@ class SocketBase:
         ssl: Any = None,
         json: str | JsonCodec | None = None,
         max_buffered_pushes: int = 1000,
-        max_message_size: int | None = 64 * 1024 * 1024,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rng: Random | None = None,
         transport: Transport | None = None,
         engine: str | EngineFactory = "wsproto",
@@ -134,8 +135,9 @@ class SocketBase:
             vsn: ``"2.0.0"`` (default) or ``"1.0.0"``.
             heartbeat_interval: seconds between heartbeats (None: none).
             heartbeat_timeout: seconds to wait for a heartbeat reply (default: the interval).
-            timeout: default join, push and leave timeout; also the connect timeout by default.
-            connect_timeout: seconds for TCP/TLS open plus the WebSocket handshake.
+            timeout: default join, push and leave timeout.
+            connect_timeout: seconds for one connection attempt: credentials, TCP/TLS open
+                and the WebSocket handshake (10 s).
             close_timeout: seconds to wait for the server's close frame, and for handlers to
                 finish, when closing.
             retry: the reconnect policy; None never reconnects.
@@ -168,7 +170,9 @@ class SocketBase:
                 ``ssl.create_default_context()``, which verifies certificates).
             json: ``"stdlib"``, ``"orjson"``, or a codec object.
             max_buffered_pushes: per channel, pushes that may wait for a join.
-            max_message_size: the largest WebSocket message accepted.
+            max_message_size: the largest WebSocket message accepted, and sent (16 MiB; None:
+                no limit). A larger incoming one ends the connection (close 1009), which
+                reconnects; a larger push is refused with UsageError.
             rng: the source of reconnect jitter (a seeded ``random.Random`` for repeatable
                 runs).
             transport: what carries the connection (see :mod:`stx_proto.driver.transport`):

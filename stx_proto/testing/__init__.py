@@ -6,14 +6,32 @@
 - :class:`StxServer`: a PhoenixServer that behaves as STX's current API (handshake
   authentication with 401s, channels, filters, watches, channel pings, cancel-on-disconnect).
 - :class:`Link`: a :class:`stx_proto.Client` and a PhoenixServer joined in memory.
+- :func:`ws_frame` and :func:`close_payload`: hand-built WebSocket frames, valid or not, for
+  tests that play a hostile server.
 """
 
 from ._clock import VirtualClock
+from ._frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    close_payload,
+    ws_frame,
+)
 from ._link import Link
 from ._server import PhoenixServer, ServerConnection
 from ._stx_server import Cancellation, StxChannelState, StxServer
 
 __all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONTINUATION",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
     "Cancellation",
     "Link",
     "PhoenixServer",
@@ -21,4 +39,6 @@ __all__ = [
     "StxChannelState",
     "StxServer",
     "VirtualClock",
+    "close_payload",
+    "ws_frame",
 ]

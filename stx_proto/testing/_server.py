@@ -193,6 +193,8 @@ class PhoenixServer:
     * ``refuse_joins`` ({}): topic -> response; a join of that topic is refused with it.
     * ``reply_delay`` (0.0): seconds a reply to a push is held back (see
       :meth:`ServerConnection.next_deadline`).
+    * ``close_replies`` (True): False never answers a close frame from the client (the close
+      handshake is left hanging until the client gives up and closes the stream).
 
     Hooks for a server built on this one (the STX server is): :meth:`check_handshake` sees
     every handshake that passed the checks above (headers included) and may refuse it with
@@ -226,6 +228,7 @@ class PhoenixServer:
         self.refuse_handshake: int | None = None
         self.refuse_joins: dict[str, Any] = {}
         self.reply_delay = 0.0
+        self.close_replies = True
         #: Set by the transport that drives the server-wide timers; see timers_changed().
         self.on_timers_changed: Callable[[], None] | None = None
         self._exact_routes: dict[str, _Route] = {}
@@ -548,6 +551,15 @@ class ServerConnection:
         if self.open:
             self._queue(data)
 
+    def send_wire(self, data: bytes) -> None:
+        """Write ``data`` to the stream as it is, outside wsproto: a hand-built frame (see
+        :func:`~stx_proto.testing.ws_frame`), a piece of one, or garbage. Once the bytes break
+        the stream, what wsproto writes after them is nonsense to the client too: end the
+        connection (:meth:`drop`) when the test is done with it."""
+        if self.open:
+            self._out += data
+            self._wake()
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start a WebSocket close from the server (1001 is Phoenix's "disconnect" broadcast).
 
@@ -602,9 +614,11 @@ class ServerConnection:
     def _on_close(self, event: CloseConnection) -> None:
         state = self._ws.state
         if state is _REMOTE_CLOSING:
-            # The client started the close: answer it, and the connection is over.
+            # The client started the close: answer it, and the connection is over (unless the
+            # server is told not to: then it hangs until the client closes the stream).
             self.close_code, self.close_reason = event.code, event.reason
-            self._out += self._ws.send(event.response())
+            if self.server.close_replies:
+                self._out += self._ws.send(event.response())
         elif state is _CLOSED:
             # The client answered our close.
             self.close_code, self.close_reason = event.code, event.reason

@@ -337,7 +337,7 @@ def test_connect_timeout_before_the_transport_opens() -> None:
 
 
 def test_connect_timeout_during_the_handshake() -> None:
-    client = Client(URL, timeout=4.0, rng=Random(5))
+    client = Client(URL, timeout=20.0, connect_timeout=4.0, rng=Random(5))
     client.connect(0.0)
     drain(client)
     client.transport_opened(0.5)
@@ -436,13 +436,13 @@ def test_heartbeat_timeout_closes_errors_channels_and_reconnects(make_link: Make
         Disconnected(
             DisconnectReason.HEARTBEAT_TIMEOUT,
             None,
-            "no heartbeat reply",
+            "heartbeat timeout",
             60.0 + delays(policy, 11, [1])[0],
         ),
     ]
     # The client sent a WebSocket close before closing the stream.
     assert conn.close_code == 1000
-    assert conn.close_reason == "no heartbeat reply"
+    assert conn.close_reason == "heartbeat timeout"
     link.server.heartbeat_replies = True
     link.advance_until(Connected)
     link.advance(0.0)
@@ -1293,7 +1293,7 @@ def test_message_mode_heartbeat_timeout_asks_the_transport_to_close() -> None:
     drain(client)
     client.handle_timer(10.0)
     out = drain(client)
-    assert out[0] == CloseTransport(1000, "no heartbeat reply")
+    assert out[0] == CloseTransport(1000, "heartbeat timeout")
     assert isinstance(out[1], Disconnected)
     assert out[1].reason is DisconnectReason.HEARTBEAT_TIMEOUT
 

@@ -86,5 +86,5 @@ def test_heartbeat_timeout_puts_the_close_frame_before_close_transport(
     client.handle_timer(2.0)
     out = drain(client)
     assert isinstance(out[0], SendBytes)
-    assert out[1] == CloseTransport(1000, "no heartbeat reply")
+    assert out[1] == CloseTransport(1000, "heartbeat timeout")
     assert isinstance(out[2], Disconnected)

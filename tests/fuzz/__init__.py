@@ -1,0 +1,1 @@
+"""Fuzz properties (hypothesis) of the serializer, the WebSocket engines and the whole core."""

@@ -1,0 +1,1 @@
+"""The chaos soak (short in make test, about ten minutes in make soak)."""
