@@ -159,4 +159,4 @@ async def test_an_engine_does_not_go_with_a_message_transport(impl: Impl, srv: T
     with pytest.raises(UsageError, match="does its own WebSocket"):
         make_socket(impl, srv, transport=WsprotoTransport(), engine="websockets")
     with pytest.raises(UsageError, match="engine must be one of"):
-        make_socket(impl, srv, engine="picows")
+        make_socket(impl, srv, transport="tcp", engine="picows")
