@@ -182,7 +182,7 @@ class PicowsStream(WSListener, MessageStream):
         """The peer's close frame: answer it, and end the stream after what is queued."""
         code = frame.get_close_code()
         self.close_code = code.value or 1005  # no code in the frame: 1005, as RFC 6455 says
-        self.close_reason = frame.get_close_reason()
+        self.close_reason = frame.get_close_reason() or ""  # None for a close without a code
         transport.send_close(code if code.value else WSCloseCode.OK)
         self._ended = True
         self._wake()
@@ -194,17 +194,19 @@ class PicowsStream(WSListener, MessageStream):
         self.resume_writing()
 
     def pause_writing(self) -> None:
-        """picows' write buffer is over its high-water mark: ``send`` waits from now on."""
-        if self._drained is None:
-            self._drained = self._loop.create_future()
+        """picows' write buffer is over its high-water mark: ``send`` waits from now on.
+
+        asyncio calls it once per crossing (never twice without :meth:`resume_writing`).
+        """
+        self._drained = self._loop.create_future()
 
     def resume_writing(self) -> None:
-        """The write buffer drained (or the stream ended): release waiting senders."""
+        """The write buffer drained (or the stream ended): release waiting senders (they
+        wait through ``asyncio.shield``, so the future is never cancelled)."""
         drained = self._drained
         if drained is not None:
             self._drained = None
-            if not drained.done():
-                drained.set_result(None)
+            drained.set_result(None)
 
     def _wake(self) -> None:
         waiter = self._waiter
