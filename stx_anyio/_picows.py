@@ -24,9 +24,9 @@ that onto :class:`~stx_proto.driver.MessageStream`:
 
 The hot path is one Python call per frame: ``on_ws_frame`` appends the message to a deque and
 wakes the reader only when it waits (one future per wait, none per message). When more than
-:data:`HIGH_WATER` messages wait unread, reading from the socket pauses until the reader is
-down to :data:`LOW_WATER`; when picows' write buffer is over its high-water mark, ``send``
-waits for it to drain.
+:attr:`PicowsStream.high_water` messages wait unread, reading from the socket pauses until
+the reader is down to :attr:`PicowsStream.low_water`; when picows' write buffer is over its
+high-water mark, ``send`` waits for it to drain.
 """
 
 from __future__ import annotations
@@ -53,16 +53,12 @@ from picows.url import parse_url
 from stx_proto import HandshakeRequest
 from stx_proto.driver import HandshakeRejected, MessageStream, MessageTransport
 
-__all__ = ["HANDSHAKE_LIMIT", "HIGH_WATER", "LOW_WATER", "PicowsStream", "PicowsTransport"]
+__all__ = ["HANDSHAKE_LIMIT", "PicowsStream", "PicowsTransport"]
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
-
-#: Unread messages at which reading from the socket pauses, and at which it resumes.
-HIGH_WATER = 4096
-LOW_WATER = 1024
 
 #: picows' own limit on the upgrade, in seconds. The socket's ``connect_timeout`` (shorter
 #: by default) ends a connect first; a connect cancelled before the server answered leaves
@@ -74,6 +70,10 @@ _LOGGER = logging.getLogger("stx_anyio.picows")
 
 class PicowsStream(WSListener, MessageStream):
     """One picows WebSocket: the listener picows calls, and the stream the kit reads."""
+
+    #: Unread messages at which reading from the socket pauses, and at which it resumes.
+    high_water = 4096
+    low_water = 1024
 
     def __init__(self, max_message_size: int | None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -129,7 +129,7 @@ class PicowsStream(WSListener, MessageStream):
                 self._waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            elif len(queue) >= HIGH_WATER and not self._paused:
+            elif len(queue) >= self.high_water and not self._paused:
                 self._paused = True
                 transport.underlying_transport.pause_reading()
         else:
@@ -238,7 +238,7 @@ class PicowsStream(WSListener, MessageStream):
             finally:
                 self._waiter = None
         message = queue.popleft()
-        if self._paused and len(queue) <= LOW_WATER:
+        if self._paused and len(queue) <= self.low_water:
             self._paused = False
             ws = self._ws
             assert ws is not None  # reading was paused by a frame, so it is connected

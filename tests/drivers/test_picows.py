@@ -1,5 +1,5 @@
 """``transport="picows"`` on its own: the upgrade, frames, pings, pongs, close, limits and flow
-control of :class:`stx_anyio._picows.PicowsTransport`, against a scripted server that writes
+control of :class:`stx_anyio.picows.PicowsTransport`, against a scripted server that writes
 raw WebSocket frames (so each test says exactly what goes on the wire). The whole driver
 suite also runs on this transport (the ``anyio-asyncio-picows`` impl)."""
 
@@ -21,8 +21,7 @@ from picows import WSMsgType, WSProtocolError
 from picows.picows import _make_test_ws_frame
 
 import stx_anyio
-from stx_anyio import _picows
-from stx_anyio._picows import PicowsStream, PicowsTransport
+from stx_anyio.picows import PicowsStream, PicowsTransport
 from stx_anyio.testing import TestServer
 from stx_proto import HandshakeRequest, UsageError
 from stx_proto.driver import HandshakeRejected
@@ -431,8 +430,8 @@ def writing_paused(stream: PicowsStream) -> bool:
 
 
 async def test_reading_pauses_while_many_messages_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_picows, "HIGH_WATER", 4)
-    monkeypatch.setattr(_picows, "LOW_WATER", 2)
+    monkeypatch.setattr(PicowsStream, "high_water", 4)
+    monkeypatch.setattr(PicowsStream, "low_water", 2)
 
     async def script(peer: Peer) -> None:
         await peer.accept()
