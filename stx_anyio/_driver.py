@@ -1,11 +1,13 @@
 """The anyio driver: the driver kit (:mod:`stx_proto.driver`) on anyio's event loop, for
 asyncio (uvloop included) and trio. Only what depends on the loop is here: the runtime, the
-TCP/TLS transport, and the entry point."""
+TCP/TLS transport, the named transports (``"tcp"``, and ``"picows"`` on asyncio, in
+:mod:`._picows`), and the entry point."""
 
 from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,7 +15,16 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import ByteStream as AnyioByteStream
 
-from stx_proto.driver import ByteStream, Runtime, SocketBase, StreamTransport, StxPreset
+from stx_proto import UsageError
+from stx_proto.driver import (
+    ByteStream,
+    Runtime,
+    SocketBase,
+    StreamTransport,
+    StxPreset,
+    Transport,
+    TransportFactory,
+)
 
 __all__ = ["RUNTIME", "STXWebSocket", "Socket", "TcpTransport", "run"]
 
@@ -81,6 +92,32 @@ class TcpTransport(StreamTransport):
         return _Stream(stream)
 
 
+def _tcp(max_message_size: int | None) -> Transport:
+    """``transport="tcp"``: the default :class:`TcpTransport` (the core enforces the limit)."""
+    return TcpTransport()
+
+
+def _picows(max_message_size: int | None) -> Transport:
+    """``transport="picows"``: a :class:`~._picows.PicowsTransport` (imported only now).
+
+    Raises UsageError on trio, or when picows is not installed.
+    """
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        raise UsageError("transport='picows' needs asyncio (picows is asyncio-only), not trio")
+    try:
+        from ._picows import PicowsTransport  # noqa: PLC0415 - lazy: an optional extra
+    except ImportError as exc:
+        raise UsageError(
+            f"transport='picows' needs picows ({exc}): pip install 'stx-ws[picows]'"
+        ) from exc
+    return PicowsTransport(max_message_size)
+
+
+#: The transports ``Socket(transport="name")`` accepts.
+TRANSPORTS: dict[str, TransportFactory] = {"tcp": _tcp, "picows": _picows}
+
+
 class Socket(SocketBase):
     """A Phoenix Channels socket on asyncio or trio (through anyio); use ``async with``.
 
@@ -99,6 +136,7 @@ class Socket(SocketBase):
 
     runtime = RUNTIME
     default_transport = TcpTransport
+    transports = TRANSPORTS
 
     @classmethod
     def run(

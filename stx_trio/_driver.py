@@ -15,7 +15,15 @@ except ImportError as exc:  # pragma: no cover - tested in a fresh interpreter w
     raise ImportError("stx_trio needs trio: pip install 'stx-ws[trio]'") from exc
 
 from stx_proto import UsageError
-from stx_proto.driver import ByteStream, Runtime, SocketBase, StreamTransport, StxPreset
+from stx_proto.driver import (
+    ByteStream,
+    Runtime,
+    SocketBase,
+    StreamTransport,
+    StxPreset,
+    Transport,
+    TransportFactory,
+)
 
 __all__ = ["RUNTIME", "STXWebSocket", "Socket", "TcpTransport", "run"]
 
@@ -98,6 +106,15 @@ class TcpTransport(StreamTransport):
         return _Stream(stream)
 
 
+def _tcp(max_message_size: int | None) -> Transport:
+    """``transport="tcp"``: the default :class:`TcpTransport` (the core enforces the limit)."""
+    return TcpTransport()
+
+
+#: The transports ``Socket(transport="name")`` accepts (picows is asyncio-only).
+TRANSPORTS: dict[str, TransportFactory] = {"tcp": _tcp}
+
+
 class Socket(SocketBase):
     """A Phoenix Channels socket on trio; use ``async with``.
 
@@ -116,6 +133,7 @@ class Socket(SocketBase):
 
     runtime = RUNTIME
     default_transport = TcpTransport
+    transports = TRANSPORTS
 
     @classmethod
     def run(

@@ -64,3 +64,14 @@ def test_driver_throughput_quick(
         "stx_trio",
     ]
     assert all(row[-1] == "0" for row in rows.values())
+
+
+def test_transport_compare_quick(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["transport_compare.py", "--quick"])
+    runpy.run_path(str(BENCHMARKS / "transport_compare.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    for label in ("tcp asyncio (default)", "picows uvloop orjson"):
+        assert out.count(label) == 2  # a burst line and a round-trip line
+    assert "msg/s" in out and "rt/s" in out

@@ -53,6 +53,7 @@ HOOKS = "async def on_rejoin("
 RETRY = "RETRY = RetryPolicy("
 CREDENTIALS = "async def login()"
 TLS = "def tls_context("
+PICOWS = 'transport="picows"'
 STATS = "async def report("
 TESTING = "class Bot:"
 MARKERS = (
@@ -72,6 +73,7 @@ MARKERS = (
     RETRY,
     CREDENTIALS,
     TLS,
+    PICOWS,
     STATS,
     TESTING,
 )
@@ -398,6 +400,15 @@ def cafile(tls_ca: trustme.CA, tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(path))
     yield path
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+async def test_picows_and_uvloop(capsys: pytest.CaptureFixture[str]) -> None:
+    phoenix = PhoenixServer()
+    phoenix.route("room:*")
+    async with TestServer(phoenix) as server:
+        await run_main(PICOWS, server.url)
+    assert lines(capsys) == ["picows reply: {'body': 'fast'}"]
 
 
 async def test_tls(tls_ca: trustme.CA, cafile: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,8 @@ A driver gives the kit two things, and nothing else depends on its loop:
 
 1. a :class:`Runtime`: the loop's clock, event, task group, cancel scope, semaphore,
    cancellation exception, checkpoint and logger;
-2. a default :class:`StreamTransport`: how to open a TCP (or TLS) byte stream.
+2. a default :class:`StreamTransport`: how to open a TCP (or TLS) byte stream, and in
+   ``transports`` the names a user may pass as ``transport=`` (``"tcp"`` at least).
 
 Then ``class Socket(SocketBase): runtime = RUNTIME; default_transport = TcpTransport``, an
 ``STXWebSocket(StxPreset, Socket)``, and a ``run`` helper. ``docs/core.md`` walks through it,
@@ -59,6 +60,7 @@ from .transport import (
     MessageTransport,
     StreamTransport,
     Transport,
+    TransportFactory,
 )
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "TaskGroup",
     "TokenSource",
     "Transport",
+    "TransportFactory",
     "call_user",
     "describe_error",
     "is_cancellation",

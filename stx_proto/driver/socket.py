@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from random import Random
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, NoReturn, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,7 +31,7 @@ from .queues import Overflow, check_queue_options
 from .router import Handler, SocketStats
 from .runtime import Runtime
 from .session import Hooks, Session
-from .transport import MessageTransport, StreamTransport, Transport
+from .transport import MessageTransport, StreamTransport, Transport, TransportFactory
 
 SocketT = TypeVar("SocketT", bound="SocketBase")
 
@@ -89,6 +89,9 @@ class SocketBase:
     runtime: ClassVar[Runtime]
     #: The driver's default transport class (its TCP/TLS streams); one is made per socket.
     default_transport: ClassVar[type[StreamTransport]]
+    #: The transports a user may name in ``Socket(transport="name")``, each a factory called
+    #: once per socket (see :data:`~.transport.TransportFactory`).
+    transports: ClassVar[Mapping[str, TransportFactory]] = MappingProxyType({})
 
     def __init__(
         self,
@@ -119,7 +122,7 @@ class SocketBase:
         max_buffered_pushes: int = 1000,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rng: Random | None = None,
-        transport: Transport | None = None,
+        transport: Transport | str | None = None,
         engine: str | EngineFactory = "wsproto",
         **unknown: NoReturn,
     ) -> None:
@@ -176,9 +179,11 @@ class SocketBase:
             rng: the source of reconnect jitter (a seeded ``random.Random`` for repeatable
                 runs).
             transport: what carries the connection (see :mod:`stx_proto.driver.transport`):
-                a :class:`~stx_proto.driver.StreamTransport` (the core does the WebSocket) or
-                a :class:`~stx_proto.driver.MessageTransport` (it does its own). Default: the
-                driver's TCP/TLS streams.
+                a :class:`~stx_proto.driver.StreamTransport` (the core does the WebSocket), a
+                :class:`~stx_proto.driver.MessageTransport` (it does its own), or the name of
+                one the driver offers (``"tcp"``; ``stx_anyio`` also has ``"picows"``, on
+                asyncio with ``pip install 'stx-ws[picows]'``). Default: the driver's TCP/TLS
+                streams.
             engine: the WebSocket engine over a stream transport: ``"wsproto"`` (the
                 default) or ``"websockets"`` (websockets' sans-IO protocol, about twice as
                 fast; ``pip install 'stx-ws[fast]'``). Not chosen automatically: name it.
@@ -203,6 +208,8 @@ class SocketBase:
         mode = check_dispatch_options(dispatch, max_concurrency, policy)
         if not close_timeout > 0:
             raise UsageError(f"close_timeout must be > 0, got {close_timeout!r}")
+        if isinstance(transport, str):
+            transport = self._named_transport(transport, max_message_size)
         if transport is None:
             transport = self.default_transport()
         elif not isinstance(transport, (StreamTransport, MessageTransport)):
@@ -252,6 +259,18 @@ class SocketBase:
             host=self._host,
             ssl=ssl,
         )
+
+    @classmethod
+    def _named_transport(cls, name: str, max_message_size: int | None) -> Transport:
+        """A new transport of the kind ``name`` names (one of :attr:`transports`).
+
+        Raises UsageError for an unknown name, or what the factory raises (a missing extra).
+        """
+        factory = cls.transports.get(name)
+        if factory is None:
+            known = ", ".join(repr(n) for n in sorted(cls.transports)) or "none"
+            raise UsageError(f"unknown transport {name!r}; this driver has: {known}")
+        return factory(max_message_size)
 
     # ------------------------------------------------------------------------------------
     # Introspection

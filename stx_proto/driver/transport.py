@@ -21,7 +21,8 @@ while ``receive`` waits.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from .._events import HandshakeRequest
 
@@ -106,5 +107,11 @@ class MessageTransport(ABC):
         """
 
 
-#: What ``Socket(transport=...)`` accepts.
+#: What ``Socket(transport=...)`` accepts (besides a name; see :data:`TransportFactory`).
 Transport = StreamTransport | MessageTransport
+
+#: Makes the transport of one socket for ``Socket(transport="name")`` (a driver's
+#: ``transports`` maps names to these). It gets the socket's ``max_message_size``: a message
+#: transport enforces it itself (the core never sees its frames). It may raise
+#: :class:`~stx_proto.UsageError` (a missing extra, the wrong event loop).
+TransportFactory: TypeAlias = Callable[[int | None], Transport]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import trustme
@@ -20,16 +21,40 @@ from .support import IMPLS, Impl
 
 
 @pytest.fixture(params=list(IMPLS.values()), ids=list(IMPLS))
-def impl(request: pytest.FixtureRequest) -> Impl:
-    """The driver (and event loop) under test."""
+def impl(request: pytest.FixtureRequest) -> Iterator[Impl]:
+    """The driver (and event loop) under test; its transport is made the default of
+    ``Socket(transport=...)`` for the test."""
     chosen: Impl = request.param
-    return chosen
+    if chosen.transport is None:
+        yield chosen
+        return
+    defaults = SocketBase.__init__.__kwdefaults__
+    assert defaults is not None and "transport" in defaults
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(defaults, "transport", chosen.transport)
+        yield chosen
 
 
 @pytest.fixture
-def anyio_backend(impl: Impl) -> str:
+def anyio_backend(impl: Impl) -> str | tuple[str, dict[str, Any]]:
     """The anyio backend of ``impl`` (overrides conftest's, which runs both for each test)."""
     return impl.backend
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--ws-engine`` other than wsproto, leave out the impls with a message transport
+    (it does its own WebSocket: the engine does not apply, and the run would repeat)."""
+    if config.getoption("ws_engine") == "wsproto":
+        return
+    kept: list[pytest.Item] = []
+    left: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        chosen = callspec.params.get("impl") if callspec is not None else None
+        (left if isinstance(chosen, Impl) and chosen.transport else kept).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """What the driver tests share: each driver on each event loop, and a loopback server.
 
-Every async driver test runs for ``stx_anyio`` on asyncio, ``stx_anyio`` on trio, and
-``stx_trio`` (the :func:`impl` fixture). The tests orchestrate with anyio, which works under
-both of anyio's backends; the trio driver runs inside anyio's trio runner, against the same
-anyio-based :class:`~stx_anyio.testing.TestServer`. ``Channel``, the exceptions and the other
-shared names are the very same objects in both drivers (``test_api.py``), so they are imported
-once. Every test is bounded by ``anyio.fail_after`` and waits for what it checks (an event set
-by a hook or handler, or the test server's ``wait_for_*``): none sleeps for correctness.
+Every async driver test runs for ``stx_anyio`` on asyncio, on uvloop, on asyncio with
+``transport="picows"``, and on trio, and for ``stx_trio`` (the :func:`impl` fixture). The
+tests orchestrate with anyio, which works under both of anyio's backends; the trio driver
+runs inside anyio's trio runner, against the same anyio-based
+:class:`~stx_anyio.testing.TestServer`. ``Channel``, the exceptions and the other shared names
+are the very same objects in both drivers (``test_api.py``), so they are imported once. Every
+test is bounded by ``anyio.fail_after`` and waits for what it checks (an event set by a hook
+or handler, or the test server's ``wait_for_*``): none sleeps for correctness.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Impl:
     """One driver on one event loop."""
 
     module: ModuleType
-    backend: str  # the anyio backend the test runs on
+    backend: str | tuple[str, dict[str, Any]]  # the anyio backend the test runs on
+    transport: str | None = None  # the default of Socket(transport=...) in the test
 
     @property
     def logger(self) -> str:
@@ -76,6 +78,8 @@ IMPLS = {
     "anyio-asyncio": Impl(stx_anyio, "asyncio"),
     "anyio-trio": Impl(stx_anyio, "trio"),
     "trio": Impl(stx_trio, "trio"),
+    "anyio-uvloop": Impl(stx_anyio, ("asyncio", {"use_uvloop": True})),
+    "anyio-asyncio-picows": Impl(stx_anyio, "asyncio", "picows"),
 }
 
 

@@ -159,7 +159,7 @@ async def test_an_engine_does_not_go_with_a_message_transport(impl: Impl, srv: T
     with pytest.raises(UsageError, match="does its own WebSocket"):
         make_socket(impl, srv, transport=WsprotoTransport(), engine="websockets")
     with pytest.raises(UsageError, match="engine must be one of"):
-        make_socket(impl, srv, engine="picows")
+        make_socket(impl, srv, transport="tcp", engine="picows")
 
 
 async def test_a_message_transport_gives_up_on_a_credential_that_cannot_be_sent(
