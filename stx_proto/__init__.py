@@ -28,6 +28,7 @@ from ._events import (
     ChannelClosed,
     ChannelCloseReason,
     ChannelErrored,
+    ChannelPingFailed,
     Closed,
     CloseTransport,
     Command,
@@ -52,6 +53,7 @@ from ._events import (
     SendMessage,
     SleepUntil,
 )
+from ._keepalive import PingPlan, PingSpec
 from ._message import ChannelMessage
 from ._presence import Presence, PresenceUpdate, list_presences, sync_diff, sync_state
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
@@ -98,6 +100,7 @@ __all__ = [
     "ChannelClosed",
     "ChannelErrored",
     "ChannelMessage",
+    "ChannelPingFailed",
     "ChannelState",
     "Channels",
     "Client",
@@ -127,6 +130,8 @@ __all__ = [
     "OpenTransport",
     "OrjsonCodec",
     "Output",
+    "PingPlan",
+    "PingSpec",
     "Presence",
     "PresenceChanged",
     "PresenceUpdate",
