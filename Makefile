@@ -1,4 +1,4 @@
-# The two commands: `make demo` and `make test`. Both create .venv on first use.
+# The two commands: `make demo` and `make test` (and `make bench`). They create .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,8 +27,11 @@ unit: $(STAMP)
 
 test: lint types unit
 
+# The side-by-side benchmarks (at most 15 minutes): writes docs/benchmarks.md and
+# docs/img/bench-*.png. The two peers are installed in their own venvs under .bench/.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/core_throughput.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/side_by_side.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) .bench .mypy_cache .pytest_cache .ruff_cache .coverage
