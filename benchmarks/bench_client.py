@@ -197,7 +197,10 @@ async def ours_slow(kit: Kit, make: Callable[..., Any], count: int) -> dict[str,
         await ch.push("blast", {"count": count})
         while sock.stats.messages - base < count:
             if time.perf_counter() - clock.wall > SLOW_LIMIT:
-                fail(f"received {sock.stats.messages - base} of {count} in {SLOW_LIMIT} s")
+                fail(
+                    f"received {sock.stats.messages - base} of {count} in {SLOW_LIMIT} s "
+                    f"(handled {handled[0]}, dropped {sock.stats.dropped}): stalled"
+                )
             await kit.sleep(0.02)
         wall, _cpu = clock.elapsed()
         received, dropped, done = sock.stats.messages - base, sock.stats.dropped, handled[0]

@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import sys
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -44,6 +45,8 @@ from bench_common import EVENT, LAST_EVENT, TOPIC, market_update  # noqa: E402
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REALTIME_TOPIC = f"realtime:{TOPIC}"
 MAX_HEADER = 16 * 1024
+CHUNK = 1024 * 1024  # a blast is written in slices of this size, as the socket takes them
+HIGH_WATER = 4 * 1024 * 1024  # bytes buffered in the transport before it pauses the writes
 
 try:
     import orjson
@@ -146,10 +149,46 @@ class PhoenixProtocol(asyncio.Protocol):
         self._upgraded = False
         self._v2 = True
         self._fragments: list[bytes] = []
+        # What waits for the transport to take it (flow control): a blast is written slice
+        # by slice as the socket drains, never handed to the transport whole.
+        self._backlog: deque[bytes | memoryview] = deque()
+        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport (always a stream transport here)."""
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport.set_write_buffer_limits(high=HIGH_WATER)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is over the high-water mark: hold the backlog."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained: write on."""
+        self._paused = False
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget what was still to be written."""
+        self._backlog.clear()
+
+    def _send(self, parts: list[bytes | memoryview]) -> None:
+        """Write ``parts`` in order, after any backlog; large ones in CHUNK slices."""
+        backlog = self._backlog
+        for part in parts:
+            if len(part) <= CHUNK:
+                backlog.append(part)
+            else:
+                view = memoryview(part)
+                backlog.extend(view[i : i + CHUNK] for i in range(0, len(view), CHUNK))
+        self._flush()
+
+    def _flush(self) -> None:
+        transport = self._transport
+        backlog = self._backlog
+        assert transport is not None
+        while backlog and not self._paused and not transport.is_closing():
+            transport.write(backlog.popleft())
 
     def data_received(self, data: bytes) -> None:
         """Buffer ``data``; answer the upgrade, then every whole frame, in one write."""
@@ -161,7 +200,7 @@ class PhoenixProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         if out:
-            transport.writelines(out)
+            self._send(out)
         if drop:
             transport.abort()
 
@@ -231,7 +270,7 @@ class PhoenixProtocol(asyncio.Protocol):
             out.append(frame(payload[:2], 0x8))
             transport = self._transport
             assert transport is not None
-            transport.writelines(out)
+            self._send(out)
             out.clear()
             transport.close()
             return False

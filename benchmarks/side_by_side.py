@@ -421,7 +421,7 @@ def _errors(report: Report, scenario: str) -> list[str]:
     for row in report.ran(scenario):
         for error in report.outcome(row.label, scenario).errors:
             lines.append(f"- {row.label}: a run failed: {error}")
-    return lines
+    return [*lines, ""] if lines else lines
 
 
 def _inbound_section(report: Report) -> list[str]:
@@ -447,8 +447,9 @@ def _inbound_section(report: Report) -> list[str]:
     return [
         "## Inbound: a blast of market updates",
         "",
-        f"{n:,} messages of about 300 bytes, blasted by the server in one write after a "
-        "warm-up blast; timed from the push that asks for it to the handler's last message. "
+        f"{n:,} messages of about 300 bytes, encoded beforehand and written by the server as "
+        "fast as the socket takes them, after a warm-up blast; timed from the push that asks "
+        "for the blast to the handler's last message. "
         "CPU is the client process's user + system time over the same interval. *vs bare* "
         "is msg/s over the bare wsproto + json loop on the same event loop.",
         "",
@@ -640,7 +641,14 @@ def page(report: Report, images: Sequence[str]) -> str:
         lines += [f"- {label}: skipped: {why}" for label, why in report.skipped.items()]
         lines.append("")
     if images:
-        lines += ["## Charts", ""]
+        lines += [
+            "## Charts",
+            "",
+            "Blue: this project; gray: the bare loops; orange: the peers; black: the server's "
+            "ceiling (frames counted, not decoded). Memory: green, the joined channels; purple, "
+            "the slow consumer.",
+            "",
+        ]
         lines += [f"![{Path(i).stem}]({i})" for i in images]
         lines.append("")
     lines += [
