@@ -1,8 +1,9 @@
 """A Phoenix-protocol blast and echo server for the side-by-side benchmarks (127.0.0.1 only).
 
 Run it as its own process: it prints ``PORT <n>`` on its first stdout line, then serves until
-killed. Every frame it blasts is encoded once at start-up, so a blast costs it one socket
-write. It uses uvloop when installed, plain asyncio protocols otherwise.
+killed. Every frame it blasts is encoded once at start-up, so a blast costs it only socket
+writes (slices of a buffer, under flow control). It runs on plain asyncio protocols
+(``--uvloop`` for uvloop); connection_lost reports on stderr any blast bytes left unwritten.
 
 It answers the WebSocket upgrade on any path ending ``/websocket`` (``vsn=2.0.0``: array
 frames; ``vsn=1.0.0`` or none: object frames), and then, on any topic:
@@ -156,7 +157,7 @@ class PhoenixProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport (always a stream transport here)."""
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport = cast(asyncio.Transport, transport)  # (uvloop's is no subclass)
         self._transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def pause_writing(self) -> None:
@@ -169,7 +170,10 @@ class PhoenixProtocol(asyncio.Protocol):
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget what was still to be written."""
+        """Forget what was still to be written (logged on stderr, with what was written)."""
+        left = sum(len(part) for part in self._backlog)
+        if left:
+            sys.stderr.write(f"connection lost with {left} bytes unwritten\n")
         self._backlog.clear()
 
     def _send(self, parts: list[bytes | memoryview]) -> None:
@@ -360,18 +364,15 @@ def main(argv: list[str] | None = None) -> None:
         "--peer-count", type=int, default=1, help="largest Realtime-shaped or pushed blast"
     )
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--no-uvloop", action="store_true", help="plain asyncio")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (see above)")
     args = parser.parse_args(argv)
     coro = serve(args.max_count, max(1, args.peer_count), args.port)
-    if not args.no_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(coro)
-            return
-    asyncio.run(coro)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
 
 
 if __name__ == "__main__":
