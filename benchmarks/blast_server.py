@@ -2,8 +2,9 @@
 
 Run it as its own process: it prints ``PORT <n>`` on its first stdout line, then serves until
 killed. Every frame it blasts is encoded once at start-up, so a blast costs it only socket
-writes (slices of a buffer, under flow control). It runs on plain asyncio protocols
-(``--uvloop`` for uvloop); connection_lost reports on stderr any blast bytes left unwritten.
+writes (slices of a buffer, under flow control). It uses uvloop when installed, plain
+asyncio protocols otherwise (or with ``--no-uvloop``); connection_lost reports on stderr any
+blast bytes left unwritten.
 
 It answers the WebSocket upgrade on any path ending ``/websocket`` (``vsn=2.0.0``: array
 frames; ``vsn=1.0.0`` or none: object frames), and then, on any topic:
@@ -364,15 +365,18 @@ def main(argv: list[str] | None = None) -> None:
         "--peer-count", type=int, default=1, help="largest Realtime-shaped or pushed blast"
     )
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (see above)")
+    parser.add_argument("--no-uvloop", action="store_true", help="plain asyncio")
     args = parser.parse_args(argv)
     coro = serve(args.max_count, max(1, args.peer_count), args.port)
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    if not args.no_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(coro)
+            return
+    asyncio.run(coro)
 
 
 if __name__ == "__main__":

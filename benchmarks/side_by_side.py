@@ -592,7 +592,9 @@ def _slow_section(report: Report) -> list[str]:
         "## A slow consumer under a blast",
         "",
         f"A blast of {n:,} messages to a handler that awaits a 1 ms sleep per message (so at "
-        f"most about 1,000 a second), with a queue of {queue:,} (drop oldest). The run "
+        f"most about 1,000 a second), with a queue of {queue:,} (drop oldest), heartbeats "
+        "off (a heartbeat's reply would wait behind the rest of the blast, about a minute at "
+        "this pace, and time out: the socket would reconnect and lose the blast). The run "
         "ends once the socket has received the whole blast (`stats.messages`); *dropped* is "
         "`sock.stats.dropped`; *queued at the end* is what is neither handled nor dropped "
         "(the run checks it is within the queue's bound: no message lost uncounted). Reads "
