@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ RUNTIME = Runtime(
     cancelled=anyio.get_cancelled_exc_class,
     checkpoint=anyio.lowlevel.checkpoint,
     logger=logger,
+    wall_clock=time.time,
 )
 
 CHUNK = 65536  # bytes per read
@@ -65,14 +67,23 @@ class _Stream(ByteStream):
         await anyio.aclose_forcefully(self._stream)
 
 
+def _default_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:  # asked for explicitly (STX's verify_tls=False): a test host, say
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class TcpTransport(StreamTransport):
     """TCP streams, with TLS for ``wss://`` (``ssl.create_default_context()`` by default,
     made once per transport), through anyio."""
 
-    __slots__ = ("_default_ssl",)
+    __slots__ = ("_default_ssl", "_verify")
 
-    def __init__(self) -> None:
+    def __init__(self, *, verify_tls: bool = True) -> None:
         self._default_ssl: ssl.SSLContext | None = None
+        self._verify = verify_tls
 
     async def connect(self, host: str, port: int, tls: bool, ssl_context: Any) -> ByteStream:
         """Open a TCP (TLS when ``tls``) stream to ``host:port``."""
@@ -80,7 +91,7 @@ class TcpTransport(StreamTransport):
             return _Stream(await anyio.connect_tcp(host, port))
         if ssl_context is None:
             if self._default_ssl is None:
-                self._default_ssl = ssl.create_default_context()
+                self._default_ssl = _default_context(self._verify)
             ssl_context = self._default_ssl
         stream = await anyio.connect_tcp(
             host,
@@ -95,6 +106,12 @@ class TcpTransport(StreamTransport):
 def _tcp(max_message_size: int | None) -> Transport:
     """``transport="tcp"``: the default :class:`TcpTransport` (the core enforces the limit)."""
     return TcpTransport()
+
+
+def _tcp_unverified(max_message_size: int | None) -> Transport:
+    """``transport="tcp-unverified"``: TLS without certificate checks (STX's
+    ``verify_tls=False``, for a test host); never the default."""
+    return TcpTransport(verify_tls=False)
 
 
 def _picows(max_message_size: int | None) -> Transport:
@@ -115,7 +132,11 @@ def _picows(max_message_size: int | None) -> Transport:
 
 
 #: The transports ``Socket(transport="name")`` accepts.
-TRANSPORTS: dict[str, TransportFactory] = {"tcp": _tcp, "picows": _picows}
+TRANSPORTS: dict[str, TransportFactory] = {
+    "tcp": _tcp,
+    "tcp-unverified": _tcp_unverified,
+    "picows": _picows,
+}
 
 
 class Socket(SocketBase):

@@ -12,6 +12,7 @@ from ._engines import ENGINES, EngineFactory, resolve_engine
 from ._errors import (
     ClientClosedError,
     ConnectionClosedError,
+    CredentialsRevokedError,
     FrameError,
     GaveUpError,
     HandshakeRefusedError,
@@ -111,6 +112,7 @@ __all__ = [
     "Connected",
     "ConnectionClosedError",
     "CoreStats",
+    "CredentialsRevokedError",
     "DisconnectReason",
     "Disconnected",
     "EngineFactory",

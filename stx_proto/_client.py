@@ -32,7 +32,7 @@ from . import _checks as checks
 from ._channel import ChannelSet, ChannelState
 from ._codec import JsonCodec, resolve_codec
 from ._engines import EngineFactory, resolve_engine
-from ._errors import ClientClosedError, FrameError, UsageError
+from ._errors import ClientClosedError, FrameError, StxWsError, UsageError
 from ._events import (
     Closed,
     CloseTransport,
@@ -389,10 +389,11 @@ class Client:
         else:
             self._lost(now, DisconnectReason.TRANSPORT_CLOSED)
 
-    def handshake_invalid(self, now: float, error: UsageError) -> None:
+    def handshake_invalid(self, now: float, error: StxWsError) -> None:
         """The handshake cannot be built: a credential callable gave a value that cannot be
-        sent (``error`` says which, without the value). Retrying would send the same: the
-        client gives up at once, with ``error`` in :class:`GaveUp`. Next: pull events.
+        sent (a UsageError saying which, without the value), or the credentials are revoked
+        (CredentialsRevokedError). Retrying cannot help: the client gives up at once, with
+        ``error`` in :class:`GaveUp`. Next: pull events.
 
         Built-in engine: :meth:`transport_opened` calls it itself. External WebSocket: call it
         when :meth:`handshake_request` raised UsageError.

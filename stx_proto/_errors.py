@@ -26,6 +26,12 @@ class ClientClosedError(UsageError):
     """A call was made on a client (or socket) that has been closed for good."""
 
 
+class CredentialsRevokedError(StxWsError):
+    """A credential source says the credentials are gone for good (an OAuth provider that
+    raised: a revoked grant). The socket stops at once: retrying cannot help. Its
+    ``__cause__`` is the provider's exception."""
+
+
 class ProtocolError(StxWsError):
     """The peer sent something the Phoenix or WebSocket protocol does not allow."""
 

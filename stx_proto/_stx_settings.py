@@ -9,7 +9,8 @@ The rules, highest precedence first (see ``STX.md``):
 1. keyword arguments (``user_uid`` is an alias of ``user_id``; ``url`` is a full socket URL);
 2. the environment: ``STX_WS_URL`` (a full socket URL, winning over ``STX_HOST``),
    ``STX_HOST`` (or ``STX_BASE_URL``), ``STX_REGION``, ``STX_ENV``, ``STX_KEY_ID``,
-   ``STX_PRIVATE_KEY``, ``STX_TOKEN`` (the legacy JWT), ``STX_VERIFY_TLS``, ``STX_PROFILE``;
+   ``STX_PRIVATE_KEY``, ``STX_TOKEN`` (the legacy JWT), ``STX_VERIFY_TLS``, ``STX_PROFILE``,
+   ``STX_USER_ID`` (or ``STX_USER_UID``);
 3. a profile of the credentials file (INI), chosen by ``profile=``, then ``STX_PROFILE``, then
    ``default``, with keys ``region``, ``env``, ``host`` (or ``base_url``), ``key_id``,
    ``private_key`` (or ``key_file``), ``verify_tls``;
@@ -68,6 +69,8 @@ _ENVIRONMENT = (
     ("STX_PRIVATE_KEY", "private_key"),
     ("STX_TOKEN", "token"),
     ("STX_VERIFY_TLS", "verify_tls"),
+    ("STX_USER_ID", "user_id"),
+    ("STX_USER_UID", "user_id"),
 )
 # Profile key -> field (aliases after the main key, which wins when both are there).
 _PROFILE_KEYS = (
@@ -302,9 +305,13 @@ def resolve_stx_settings(
 
     if _set(user_id) and _set(user_uid) and user_id != user_uid:
         raise UsageError("user_id and user_uid (its alias) differ: pass only user_id")
-    uid = user_id if _set(user_id) else user_uid if _set(user_uid) else None
+    uid = user_id if _set(user_id) else user_uid if _set(user_uid) else _first(levels, "user_id")
 
     where = next((level for level in levels if any(f in level for f in _WHERE)), {})
+    if "url" in levels[1] and not ("url" in keywords or "host" in keywords):
+        # STX_WS_URL, a full socket URL, points a bot at a test server whatever region and
+        # env the code names (the legacy SDK's override, which the README's examples use).
+        where = levels[1]
     table_region = table_env = None
     if "url" in where:
         socket_url = str(where["url"]).strip()

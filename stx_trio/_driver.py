@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ RUNTIME = Runtime(
     cancelled=_cancelled,
     checkpoint=trio.lowlevel.checkpoint,
     logger=logger,
+    wall_clock=time.time,
     check_loop=_check_loop,
 )
 
@@ -76,14 +78,23 @@ class _Stream(ByteStream):
         await trio.aclose_forcefully(self._stream)
 
 
+def _default_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:  # asked for explicitly (STX's verify_tls=False): a test host, say
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class TcpTransport(StreamTransport):
     """TCP streams, with TLS for ``wss://`` (``ssl.create_default_context()`` by default,
     made once per transport), on trio."""
 
-    __slots__ = ("_default_ssl",)
+    __slots__ = ("_default_ssl", "_verify")
 
-    def __init__(self) -> None:
+    def __init__(self, *, verify_tls: bool = True) -> None:
         self._default_ssl: ssl.SSLContext | None = None
+        self._verify = verify_tls
 
     async def connect(self, host: str, port: int, tls: bool, ssl_context: Any) -> ByteStream:
         """Open a TCP (TLS when ``tls``) stream to ``host:port``."""
@@ -92,7 +103,7 @@ class TcpTransport(StreamTransport):
             return _Stream(tcp)
         if ssl_context is None:
             if self._default_ssl is None:
-                self._default_ssl = ssl.create_default_context()
+                self._default_ssl = _default_context(self._verify)
             ssl_context = self._default_ssl
         # https_compatible: a peer may close without a TLS close_notify (as anyio's
         # tls_standard_compatible=False allows).
@@ -111,8 +122,14 @@ def _tcp(max_message_size: int | None) -> Transport:
     return TcpTransport()
 
 
+def _tcp_unverified(max_message_size: int | None) -> Transport:
+    """``transport="tcp-unverified"``: TLS without certificate checks (STX's
+    ``verify_tls=False``, for a test host); never the default."""
+    return TcpTransport(verify_tls=False)
+
+
 #: The transports ``Socket(transport="name")`` accepts (picows is asyncio-only).
-TRANSPORTS: dict[str, TransportFactory] = {"tcp": _tcp}
+TRANSPORTS: dict[str, TransportFactory] = {"tcp": _tcp, "tcp-unverified": _tcp_unverified}
 
 
 class Socket(SocketBase):

@@ -14,7 +14,7 @@ import math
 from collections import deque
 from typing import Any, Protocol
 
-from .._errors import UsageError
+from .._errors import CredentialsRevokedError, UsageError
 from .._events import HandshakeRequest, OpenTransport
 from .runtime import CancelScope, Runtime, Signal
 from .transport import (
@@ -32,7 +32,7 @@ MESSAGE = 1  # a whole message from a message stream
 OPENED = 2  # the transport is open (for a message transport: the WebSocket is)
 REFUSED = 3  # a message transport's handshake was refused (data: HandshakeRejected)
 ENDED = 4  # the connection ended (data: an error text or None; (code, reason) for a close)
-INVALID = 5  # a message transport's handshake cannot be built (data: the UsageError)
+INVALID = 5  # the handshake cannot be built, or the credentials are revoked (data: the error)
 
 
 class ConnectionOwner(Protocol):
@@ -142,6 +142,9 @@ class Connection:
             with self.scope:
                 try:
                     await owner.refresh_credentials()
+                except (UsageError, CredentialsRevokedError) as exc:  # retrying cannot help
+                    owner.post(self, INVALID, exc)
+                    return
                 except Exception as exc:
                     owner.post(self, ENDED, f"credentials failed: {exc!r}")
                     return

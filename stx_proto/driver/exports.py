@@ -6,6 +6,7 @@ from __future__ import annotations
 from .._errors import (
     ClientClosedError,
     ConnectionClosedError,
+    CredentialsRevokedError,
     GaveUpError,
     HandshakeRefusedError,
     JoinError,
@@ -34,6 +35,7 @@ __all__ = [
     "Channels",
     "ClientClosedError",
     "ConnectionClosedError",
+    "CredentialsRevokedError",
     "DisconnectReason",
     "Disconnected",
     "Dispatch",

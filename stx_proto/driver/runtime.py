@@ -99,6 +99,9 @@ class Runtime:
     #: Raises UsageError when called outside a loop this runtime can run on (a trio-only
     #: driver under asyncio, say); called when a socket starts.
     check_loop: Callable[[], None] = attrs.field(default=lambda: None)
+    #: Unix time in seconds (``time.time``): what signed handshakes are stamped with. None
+    #: when the driver has none to offer (signing then needs ``wall_clock=`` from the user).
+    wall_clock: Callable[[], float] | None = None
 
 
 class Signal:

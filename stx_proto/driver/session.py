@@ -55,6 +55,7 @@ from .._events import (
     SendMessage,
     SleepUntil,
 )
+from .._keepalive import DEFAULT_PING, DefaultPing, PingSpec
 from .._message import ChannelMessage
 from .connection import DATA, ENDED, MESSAGE, OPENED, REFUSED, Connection
 from .credentials import Credential
@@ -293,7 +294,13 @@ class Session:
     # Channels
 
     async def join(
-        self, topic: str, payload: Any, on_message: Handler | None, timeout: float | None
+        self,
+        topic: str,
+        payload: Any,
+        on_message: Handler | None,
+        timeout: float | None,
+        *,
+        ping: PingSpec | DefaultPing = DEFAULT_PING,
     ) -> ChannelRoute:
         """Join ``topic``; return its route once the server accepted the join.
 
@@ -310,7 +317,7 @@ class Session:
             # the overflow warning says how to (a channel joined only to push fills up).
             route.buffer = buffer = dispatcher.new_queue(f"channel {topic!r}")
             buffer.queue.hint = _UNREAD_HINT
-        self.client.join(self.runtime.now(), topic, payload, timeout=timeout)
+        self.client.join(self.runtime.now(), topic, payload, timeout=timeout, ping=ping)
         done = self.runtime.event()
         waiter = Pending(done.set)
         route.join = waiter

@@ -124,6 +124,8 @@ class SocketBase:
         rng: Random | None = None,
         transport: Transport | str | None = None,
         engine: str | EngineFactory = "wsproto",
+        channel_ping_interval: float | None = None,
+        channel_ping_skip: Callable[[str], bool] | None = None,
         **unknown: NoReturn,
     ) -> None:
         """Set up the socket; it connects when its ``async with`` block starts.
@@ -187,6 +189,11 @@ class SocketBase:
             engine: the WebSocket engine over a stream transport: ``"wsproto"`` (the
                 default) or ``"websockets"`` (websockets' sans-IO protocol, about twice as
                 fast; ``pip install 'stx-ws[fast]'``). Not chosen automatically: name it.
+            channel_ping_interval: seconds between keepalive pings (a ``ping`` push) on every
+                joined channel, from each join reply; None (the default here; 30 s on STX
+                sockets) sends none. A failed ping is counted in ``stats.ping_failures``,
+                logged at WARNING and passed to ``on_ping_failed``; never fatal.
+            channel_ping_skip: ``skip(topic)`` True for topics never to ping.
 
         Hooks and handlers may be sync or async; they run in the dispatcher, never in the
         pump, and an exception they raise is logged and passed to ``on_handler_error``.
@@ -242,6 +249,8 @@ class SocketBase:
             max_message_size=max_message_size,
             rng=rng,
             engine=core_engine,
+            channel_ping_interval=channel_ping_interval,
+            channel_ping_skip=channel_ping_skip,
         )
         self._host = urlsplit(url).hostname or "?"
         self._session = Session(

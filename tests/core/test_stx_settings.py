@@ -321,3 +321,11 @@ def test_stx_credentials_points_elsewhere(tmp_path: Path) -> None:
     other.write_text("[bot]\nhost = localhost:4000\n")
     s = read_stx_settings(environ={"STX_CREDENTIALS": str(other), "STX_PROFILE": "bot"})
     assert (s.url, s.profile) == ("wss://localhost:4000/socket/websocket", "bot")
+
+
+def test_stx_ws_url_points_at_a_test_server_whatever_region_and_env_the_code_names() -> None:
+    env = {"STX_WS_URL": "ws://127.0.0.1:9/socket"}
+    named = resolve_stx_settings(region="ontario", env="staging", token="t", environ=env)
+    assert named.url == "ws://127.0.0.1:9/socket"
+    explicit = resolve_stx_settings(url="ws://127.0.0.1:8/socket", token="t", environ=env)
+    assert explicit.url == "ws://127.0.0.1:8/socket"  # a URL given in the code still wins
