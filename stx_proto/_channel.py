@@ -141,6 +141,7 @@ class ChannelRecord:
         "state",
         "timeout",
         "topic",
+        "types",
     )
 
     def __init__(self, topic: str, join_payload: Any, timeout: float) -> None:
@@ -156,6 +157,8 @@ class ChannelRecord:
         self.buffer: deque[Push] = deque()  # pushes waiting for the join
         self.in_flight: dict[str, Push] = {}  # pushes sent, waiting for their reply
         self.presence: Presence | None = None
+        #: Typed payloads: the decoder of each typed event (see stx_proto._typed), or None.
+        self.types: dict[str, Any] | None = None
 
     def transition(self, event: ChannelInput) -> ChannelState:
         """Apply ``event`` and return the new state; raises IllegalTransition if not allowed."""

@@ -24,8 +24,9 @@ left is rejoined before its buffered pushes are sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _checks as checks
 from ._channel import ChannelSet, ChannelState
@@ -82,6 +83,10 @@ from ._websocket import (
     WsRejected,
     WsText,
 )
+
+if TYPE_CHECKING:
+    from ._serializer import Serializer
+    from ._typed import TypedSerializer
 
 __all__ = [
     "SOCKET_TRANSITIONS",
@@ -167,7 +172,10 @@ class Client:
         self._headers = headers
         self._vsn = vsn
         codec = resolve_codec(json)
-        self._serializer = serializer = make_serializer(vsn, codec)
+        self._serializer: Serializer = make_serializer(vsn, codec)
+        serializer = self._serializer  # the channels keep it: they only encode
+        self._codec = codec
+        self._typed: TypedSerializer | None = None  # set by the first typed join
         checks.real("timeout", timeout)
         self._connect_timeout = checks.real("connect_timeout", connect_timeout)
         self._close_timeout = checks.real("close_timeout", close_timeout)
@@ -452,19 +460,64 @@ class Client:
         *,
         timeout: float | None = None,
         presence: bool | Presence = False,
+        types: Mapping[str, Any] | None = None,
     ) -> None:
         """Join ``topic``. ``payload`` may be a callable, evaluated at each (re)join.
 
         The join is sent now if connected, else when the connection opens. ``timeout`` covers
         the whole first join, waiting for the connection included; each later rejoin attempt
         gets the same. ``presence`` (True, or a :class:`Presence` to use) tracks presence.
+        ``types`` (``event -> type``, needs msgspec) decodes those events' payloads straight
+        into their types; one that does not fit is not delivered (:class:`PayloadInvalid`).
         Next: pull events; :class:`Joined` or :class:`JoinFailed` follows.
 
-        Raises UsageError if ``topic`` already has a live channel (leave it first) or the
-        payload cannot be encoded; ClientClosedError after close.
+        Raises UsageError if ``topic`` already has a live channel (leave it first), the
+        payload cannot be encoded, or ``types`` cannot be used (see
+        :meth:`set_payload_type`); ClientClosedError after close.
         """
         self._check_not_closed()
+        decoders = (
+            self._typed_serializer().decoders(types, presence is not False) if types else None
+        )
         self._channels.join(now, topic, payload, timeout, presence)
+        self._channels.live[topic].types = decoders
+
+    def set_payload_type(self, topic: str, event: str, tp: Any) -> None:
+        """Decode the payloads of ``event`` on ``topic``'s channel into ``tp`` from now on
+        (a msgspec ``Struct``, or any type msgspec decodes JSON into).
+
+        A payload that does not fit is not delivered: :class:`PayloadInvalid` comes instead.
+        Next: nothing to pull. Raises UsageError if msgspec is not installed, ``topic`` has no
+        live channel, ``event`` is a control event (or a presence event of a presence
+        channel), the event already has another type, or msgspec cannot decode into ``tp``.
+        """
+        typed = self._typed_serializer()
+        ch = self._channels.live.get(topic)
+        if ch is None:
+            raise UsageError(f"type {event!r} of {topic!r}: the channel is not joined")
+        decoder = typed.decoders({event: tp}, ch.presence is not None)[event]
+        types = ch.types
+        if types is None:
+            ch.types = {event: decoder}
+        elif types.setdefault(event, decoder) is not decoder:
+            raise UsageError(f"{event!r} of {topic!r} is already typed as {types[event].type!r}")
+
+    def _typed_serializer(self) -> TypedSerializer:
+        """The typed serializer, set up (and decoding frames from now on) at the first call.
+
+        Raises UsageError when msgspec is not installed.
+        """
+        typed = self._typed
+        if typed is None:
+            try:
+                from ._typed import TypedSerializer  # noqa: PLC0415 - optional dependency
+            except ImportError as exc:
+                raise UsageError(
+                    f"typed payloads need msgspec: pip install 'stx-ws[msgspec]' ({exc})"
+                ) from exc
+            typed = TypedSerializer(self._serializer, self._codec, self._outbox, self.stats)
+            self._typed = self._serializer = typed
+        return typed
 
     def push(
         self,
@@ -797,6 +850,9 @@ class Client:
             # phoenix.js, which forgets a channel at leave().
             self.stats.stale_dropped += 1
         else:
+            typed = self._typed
+            if typed is not None and typed.resolve(ch.types, msg) is None:
+                return  # a typed payload that did not fit, or a payload that is not JSON
             self.stats.messages += 1
             self._outbox.emit(MessageReceived(msg))
             presence = ch.presence

@@ -283,6 +283,19 @@ class PresenceChanged:
 
 
 @attrs.frozen(slots=True)
+class PayloadInvalid:
+    """A typed event's payload did not decode into its type; the message was not delivered.
+
+    ``message`` holds the payload as the JSON codec decodes it (``bytes`` for a binary one),
+    ``expected`` the type asked for, and ``error`` msgspec's error saying what did not fit.
+    """
+
+    message: ChannelMessage
+    expected: Any
+    error: Exception
+
+
+@attrs.frozen(slots=True)
 class FrameDropped:
     """A frame from the server could not be decoded and was skipped."""
 
@@ -306,5 +319,6 @@ Event = (
     | PushFailed
     | PresenceChanged
     | FrameDropped
+    | PayloadInvalid
 )
 Output = Command | Event

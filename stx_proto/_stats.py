@@ -8,6 +8,7 @@ class CoreStats:
 
     __slots__ = (
         "connections",
+        "invalid_payloads",
         "malformed_frames",
         "messages",
         "stale_dropped",
@@ -20,6 +21,7 @@ class CoreStats:
         self.stale_dropped = 0  # frames for a channel's earlier join, or a reply nobody awaits
         self.unknown_topic_dropped = 0  # frames for a topic with no live channel
         self.malformed_frames = 0  # frames that could not be decoded (FrameDropped)
+        self.invalid_payloads = 0  # typed payloads that did not fit their type (PayloadInvalid)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)
