@@ -69,9 +69,14 @@ class StxPreset(SocketBase):
         *,
         on_message: Handler | None = None,
         timeout: float | None = None,
+        types: Mapping[str, Any] | None = None,
     ) -> Channel:
         """Join a :class:`Channels` member (user-scoped ones as ``<channel>:<user_uid>``) or
         any raw topic; otherwise as ``Socket.join``."""
         return await super().join(
-            stx_topic(topic, self.user_uid), payload, on_message=on_message, timeout=timeout
+            stx_topic(topic, self.user_uid),
+            payload,
+            on_message=on_message,
+            timeout=timeout,
+            types=types,
         )
