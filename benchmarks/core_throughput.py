@@ -4,7 +4,10 @@ Pre-builds WebSocket frames carrying ~300-byte Phoenix market updates, feeds the
 connected ``stx_proto.Client`` in 64 KiB reads (as a socket would deliver them), and drains
 every event. Prints messages per second and microseconds per message for the standard-library
 and orjson codecs on each WebSocket engine (wsproto, websockets), next to bare wsproto + json
-and bare websockets ClientProtocol + json loops (the floors each engine is built on).
+and bare websockets ClientProtocol + json loops (the floors each engine is built on). The typed
+rows join with ``types={"market_update": MarketUpdate}`` (msgspec Structs, decoded from the
+frame's raw payload); "typed client, dict event" is an untyped event on a client that has a
+typed channel (its payloads then go through msgspec's frame pass and the codec).
 
     python benchmarks/core_throughput.py            # full run
     python benchmarks/core_throughput.py --quick    # a smoke run (used by the test suite)
@@ -18,7 +21,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.uri import parse_uri
@@ -40,14 +45,44 @@ TOPIC = "market_info"
 CHUNK = 64 * 1024
 
 
-def joined_client(codec: str, server: PhoenixServer, engine: str = "wsproto") -> Link:
-    """A client on ``codec`` and ``engine`` joined to TOPIC through ``server``, in memory."""
+class Level(msgspec.Struct):
+    """One price level of a market update."""
+
+    price: int
+    quantity: int
+
+
+class MarketUpdate(msgspec.Struct):
+    """The typed form of :func:`market_update`."""
+
+    market_id: str
+    status: str
+    bids: list[Level]
+    offers: list[Level]
+    last_traded_price: int
+    volume_24h: int
+    updated_at: str
+
+
+TYPED = {"market_update": MarketUpdate}
+#: A typed channel for another event: market_update stays a dict, on a typed client.
+TYPED_OTHER = {"trade": MarketUpdate}
+
+
+def joined_client(
+    codec: str,
+    server: PhoenixServer,
+    engine: str = "wsproto",
+    types: dict[str, Any] | None = None,
+) -> Link:
+    """A client on ``codec`` and ``engine`` joined to TOPIC (with ``types``) through
+    ``server``, in memory."""
     client = Client(
         "ws://bench/socket", json=codec, heartbeat_interval=None, engine=resolve_engine(engine)
     )
     link = Link(client, server)
     link.connect()
-    link.join(TOPIC)
+    link.join(TOPIC, types=types)
     link.take()
     return link
 
@@ -135,7 +170,7 @@ def measure(label: str, fn: Callable[[], int], count: int, repeat: int) -> float
         if got != count:
             raise SystemExit(f"{label}: delivered {got} of {count} messages")
     rate = count / best
-    print(f"{label:<30} {rate:>10,.0f} msg/s {best / count * 1e6:>8.2f} us/msg")
+    print(f"{label:<42} {rate:>10,.0f} msg/s {best / count * 1e6:>8.2f} us/msg")
     return rate
 
 
@@ -155,15 +190,27 @@ def main(argv: list[str] | None = None) -> None:
         for codec in ("stdlib", "orjson"):
             label = f"stx_proto ({codec})" if engine == "wsproto" else f"stx_proto ({codec}, ws)"
             measure(label, _fresh(codec, frames, engine), count, repeat)
+        suffix = "" if engine == "wsproto" else ", ws"
+        measure(
+            f"stx_proto (typed{suffix})", _fresh("orjson", frames, engine, TYPED), count, repeat
+        )
+        measure(
+            f"stx_proto (typed client, dict event{suffix})",
+            _fresh("orjson", frames, engine, TYPED_OTHER),
+            count,
+            repeat,
+        )
 
 
-def _fresh(codec: str, frames: bytes, engine: str) -> Callable[[], int]:
+def _fresh(
+    codec: str, frames: bytes, engine: str, types: dict[str, Any] | None = None
+) -> Callable[[], int]:
     # The frames carry the join_ref of the client they were built for; a client set up the
     # same way gets the same refs, so a fresh one per run accepts them as current.
     def run() -> int:
         server = PhoenixServer()
         server.route("*")
-        return run_core(joined_client(codec, server, engine).client, frames)
+        return run_core(joined_client(codec, server, engine, types).client, frames)
 
     return run
 

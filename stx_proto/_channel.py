@@ -25,7 +25,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Mapping
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._checks import callable_or_none, name_text, real
 from ._codec import JsonCodec
@@ -50,8 +50,14 @@ from ._serializer import Serializer
 from ._stats import CoreStats
 from ._timers import TimerKey, TimerKind, TimerQueue
 
+if TYPE_CHECKING:
+    from ._typed import TypedSerializer
+
 RESERVED_EVENTS = frozenset({PHX_JOIN, PHX_LEAVE, PHX_REPLY, PHX_ERROR, PHX_CLOSE})
 UNMATCHED_TOPIC = "unmatched topic"
+
+#: configure(join_payload=...) left out: the join payload stays as it is.
+UNCHANGED: Any = object()
 
 #: At most this many topics are remembered as just left (see ChannelSet.expected_after_leave).
 _MAX_LEFT = 1000
@@ -146,6 +152,7 @@ class ChannelRecord:
         "state",
         "timeout",
         "topic",
+        "types",
     )
 
     def __init__(self, topic: str, join_payload: Any, timeout: float) -> None:
@@ -164,6 +171,8 @@ class ChannelRecord:
         self.ping: PingSpec = None  # the keepalive of each join (see _keepalive)
         #: Pushes (event, payload) sent after each join reply, before the buffered ones.
         self.after_join: list[tuple[str, Any]] = []
+        #: Typed payloads: the decoder of each typed event (see stx_proto._typed), or None.
+        self.types: dict[str, Any] | None = None
 
     def transition(self, event: ChannelInput) -> ChannelState:
         """Apply ``event`` and return the new state; raises IllegalTransition if not allowed."""
@@ -205,6 +214,7 @@ class ChannelSet:
         "_left",
         "_max_buffered",
         "_max_size",
+        "_on_typed",
         "_out",
         "_ping_interval",
         "_ping_skip",
@@ -218,6 +228,7 @@ class ChannelSet:
         "live",
         "pushes",
         "timeout",
+        "typed",
     )
 
     def __init__(
@@ -236,6 +247,7 @@ class ChannelSet:
         is_open: Callable[[], bool],
         ping_interval: float | None = None,
         ping_skip: Callable[[str], bool] | None = None,
+        on_typed: Callable[[TypedSerializer], None] = lambda typed: None,
     ) -> None:
         self._out = out
         self._timers = timers
@@ -250,6 +262,9 @@ class ChannelSet:
         self._ping_interval = real("channel_ping_interval", ping_interval, allow_none=True)
         self._ping_skip = callable_or_none("channel_ping_skip", ping_skip)
         self.keepalive = Keepalive(out, timers, serializer, stats)
+        #: The typed serializer, once a channel has typed payloads (see stx_proto._typed).
+        self.typed: TypedSerializer | None = None
+        self._on_typed = on_typed
         self._internal: dict[str, str] = {}  # refs of after-join pushes -> topic
         self.timeout = timeout
         self.live: dict[str, ChannelRecord] = {}  # by topic, in join order
@@ -272,6 +287,7 @@ class ChannelSet:
         presence: Any,
         *,
         ping: PingSpec | DefaultPing = DEFAULT_PING,
+        types: Mapping[str, Any] | None = None,
     ) -> None:
         """See :meth:`stx_proto.Client.join`."""
         name_text("topic", topic)
@@ -280,6 +296,8 @@ class ChannelSet:
         if existing is not None and existing.state is not ChannelState.LEAVING:
             raise UsageError(f"{topic!r} is already {existing.state.value}; leave it first")
         ch = ChannelRecord(topic, payload, timeout)
+        if types:
+            ch.types = self._typed_serializer().decoders(types, presence is not False)
         if presence is not False:
             ch.presence = presence if isinstance(presence, Presence) else Presence()
         if ping is DEFAULT_PING:
@@ -335,30 +353,62 @@ class ChannelSet:
         self._timers.set((_PUSH, ref), push.deadline)
         return ref
 
-    def update_join_payload(self, topic: str, payload: Any) -> None:
-        """See :meth:`stx_proto.Client.update_join_payload`."""
-        ch = self._live_channel(topic, "update the join payload of")
-        if not callable(payload):
-            self._encode(None, "0", topic, PHX_JOIN, {} if payload is None else payload)
-        ch.join_payload = payload
-
-    def set_after_join(self, topic: str, pushes: list[tuple[str, Any]]) -> None:
-        """See :meth:`stx_proto.Client.set_after_join`."""
-        ch = self._live_channel(topic, "set the after-join pushes of")
-        checked = []
-        for event, payload in pushes:
-            name_text("event", event)
-            if event in RESERVED_EVENTS:
-                raise UsageError(f"{event!r} is reserved by the protocol")
-            self._encode(None, "0", topic, event, payload)
-            checked.append((event, payload))
-        ch.after_join = checked
-
-    def _live_channel(self, topic: str, what: str) -> ChannelRecord:
+    def configure(
+        self,
+        topic: str,
+        *,
+        join_payload: Any = UNCHANGED,
+        after_join: list[tuple[str, Any]] | None = None,
+        payload_types: Mapping[str, Any] | None = None,
+    ) -> None:
+        """See :meth:`stx_proto.Client.configure_channel`."""
         ch = self.live.get(topic)
         if ch is None:
-            raise UsageError(f"{what} {topic!r}: not joined")
-        return ch
+            raise UsageError(f"configure {topic!r}: not joined")
+        if join_payload is not UNCHANGED and not callable(join_payload):
+            self._encode(None, "0", topic, PHX_JOIN, {} if join_payload is None else join_payload)
+        checked = None
+        if after_join is not None:
+            checked = []
+            for event, payload in after_join:
+                name_text("event", event)
+                if event in RESERVED_EVENTS:
+                    raise UsageError(f"{event!r} is reserved by the protocol")
+                self._encode(None, "0", topic, event, payload)
+                checked.append((event, payload))
+        decoders = None
+        if payload_types:
+            decoders = self._typed_serializer().decoders(payload_types, ch.presence is not None)
+            for event, decoder in decoders.items():
+                known = (ch.types or {}).get(event)
+                if known is not None and known is not decoder:
+                    raise UsageError(f"{event!r} of {topic!r} is already typed as {known.type!r}")
+        # Checked all: now change.
+        if join_payload is not UNCHANGED:
+            ch.join_payload = join_payload
+        if checked is not None:
+            ch.after_join = checked
+        if decoders:
+            ch.types = {**(ch.types or {}), **decoders}
+
+    def _typed_serializer(self) -> TypedSerializer:
+        """The typed serializer, set up (and decoding frames from then on) at the first call.
+
+        Raises UsageError when msgspec is not installed.
+        """
+        typed = self.typed
+        if typed is None:
+            try:
+                from ._typed import TypedSerializer  # noqa: PLC0415 - optional dependency
+            except ImportError as exc:
+                raise UsageError(
+                    f"typed payloads need msgspec: pip install 'stx-ws[msgspec]' ({exc})"
+                ) from exc
+            typed = self.typed = TypedSerializer(
+                self._serializer, self._codec, self._out, self._stats
+            )
+            self._on_typed(typed)
+        return typed
 
     def cancel_push(self, ref: str) -> bool:
         """See :meth:`stx_proto.Client.cancel_push`."""

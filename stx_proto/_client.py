@@ -24,14 +24,14 @@ left is rejoined before its buffered pushes are sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _checks as checks
-from ._channel import ChannelSet, ChannelState
+from ._channel import UNCHANGED, ChannelSet, ChannelState
 from ._codec import JsonCodec, resolve_codec
-from ._engines import EngineFactory, resolve_engine
+from ._engines import EngineFactory
 from ._errors import ClientClosedError, FrameError, StxWsError, UsageError
 from ._events import (
     Closed,
@@ -50,6 +50,7 @@ from ._events import (
     SendBytes,
     SleepUntil,
 )
+from ._handshake import Handshake
 from ._heartbeat import Heartbeat
 from ._keepalive import DEFAULT_PING, DefaultPing, PingSpec
 from ._message import PHX_CLOSE, PHX_ERROR, PHX_REPLY
@@ -61,15 +62,9 @@ from ._socket_state import LIVE_CONNECTION, SOCKET_TRANSITIONS, SocketInput, Soc
 from ._stats import CoreStats
 from ._timers import CHANNEL_TIMERS, TimerKey, TimerKind, TimerQueue
 from ._url import (
-    Endpoint,
     Headers,
     Params,
     Token,
-    auth_subprotocols,
-    check_credentials,
-    resolve_headers,
-    resolve_params,
-    resolve_token,
 )
 from ._websocket import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -82,8 +77,13 @@ from ._websocket import (
     WsText,
 )
 
+if TYPE_CHECKING:
+    from ._serializer import Serializer
+    from ._typed import TypedSerializer
+
 __all__ = ["Client"]
 
+_POLICY = "a RetryPolicy, or None never to reconnect"
 _CONNECT: TimerKey = (TimerKind.CONNECT, "")
 _RECONNECT: TimerKey = (TimerKind.RECONNECT, "")
 _CLOSE: TimerKey = (TimerKind.CLOSE, "")
@@ -151,30 +151,29 @@ class Client:
         channel_ping_interval: float | None = None,
         channel_ping_skip: Callable[[str], bool] | None = None,
     ) -> None:
-        if not isinstance(url, str):
-            raise UsageError(f"url must be a str, got {type(url).__name__}")
-        self._endpoint = Endpoint.parse(url)
-        check_credentials(params, auth_token, headers)
-        self._params = params
-        self._auth_token = auth_token
-        self._headers = headers
-        self._vsn = vsn
+        self._handshake = handshake = Handshake(
+            url,
+            params=params,
+            token=auth_token,
+            headers=headers,
+            vsn=vsn,
+            engine=engine,
+            max_message_size=max_message_size,
+        )
         codec = resolve_codec(json)
-        self._serializer = serializer = make_serializer(vsn, codec)
+        # The channels keep this one (they only encode); frames are decoded by the typed
+        # serializer instead once a channel has typed payloads.
+        self._serializer: Serializer = (serializer := make_serializer(vsn, codec))
+        self._typed: TypedSerializer | None = None
         checks.real("timeout", timeout)
         self._connect_timeout = checks.real("connect_timeout", connect_timeout)
         self._close_timeout = checks.real("close_timeout", close_timeout)
-        policy = "a RetryPolicy, or None never to reconnect"
-        self._retry = checks.instance("retry", retry, RetryPolicy, policy, allow_none=True)
+        self._retry = checks.instance("retry", retry, RetryPolicy, _POLICY, allow_none=True)
         checks.instance("rejoin", rejoin, RetryPolicy, "a RetryPolicy")
         checks.integer("max_buffered_pushes", max_buffered_pushes)
-        self._max_message_size = checks.integer(
-            "max_message_size", max_message_size, allow_none=True
-        )
         self._rng = rng = (
             checks.instance("rng", rng, Random, "a random.Random", allow_none=True) or Random()
         )
-        self._engine_factory = None if engine is None else resolve_engine(engine)
 
         self._state = SocketState.IDLE
         self._attempts = 0  # consecutive failed connection attempts
@@ -200,10 +199,11 @@ class Client:
             rejoin=rejoin,
             rng=rng,
             max_buffered=max_buffered_pushes,
-            max_size=max_message_size,
+            max_size=handshake.max_size,
             is_open=lambda: self._state is SocketState.OPEN,
             ping_interval=channel_ping_interval,
             ping_skip=channel_ping_skip,
+            on_typed=self._use_typed,
         )
 
     # ------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class Client:
     @property
     def vsn(self) -> str:
         """The protocol version in use."""
-        return self._vsn
+        return self._handshake.vsn
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -292,18 +292,11 @@ class Client:
         """
         if self._state is not SocketState.CONNECTING:
             raise UsageError(f"transport_opened() while {self._state.value}")
-        if self._engine_factory is None:
+        if self._handshake.engine_factory is None:
             self._on_accepted(now, None)
             return
         try:
-            request = self.handshake_request()
-            engine = self._engine_factory(
-                host=request.host,
-                target=request.target,
-                headers=request.headers,
-                subprotocols=request.subprotocols,
-                max_message_size=self._max_message_size,
-            )
+            engine = self._handshake.engine()
         except UsageError as exc:  # a params/token/headers callable gave a value that cannot work
             self.handshake_invalid(now, exc)
             return
@@ -325,15 +318,7 @@ class Client:
         The built-in engine calls this itself; a transport with its own WebSocket calls it
         after :class:`OpenTransport`. Raises whatever a user's callable raises, or UsageError.
         """
-        endpoint = self._endpoint
-        target = endpoint.target(resolve_params(self._params), self._vsn)
-        return HandshakeRequest(
-            url=endpoint.url(target),
-            host=endpoint.host_header,
-            target=target,
-            headers=resolve_headers(self._headers),
-            subprotocols=auth_subprotocols(resolve_token(self._auth_token)),
-        )
+        return self._handshake.request()
 
     def receive_data(self, now: float, data: bytes) -> None:
         """Feed bytes read from the stream. Never raises on bad input from the server.
@@ -350,7 +335,7 @@ class Client:
 
         Next: pull events. Raises UsageError when the client has its own engine.
         """
-        if self._engine_factory is not None:
+        if self._handshake.engine_factory is not None:
             raise UsageError("receive_message() needs engine=None; use receive_data()")
         if self._state is SocketState.OPEN:
             self._on_message(now, data)
@@ -434,6 +419,7 @@ class Client:
         timeout: float | None = None,
         presence: bool | Presence = False,
         ping: PingSpec | DefaultPing = DEFAULT_PING,
+        types: Mapping[str, Any] | None = None,
     ) -> None:
         """Join ``topic``. ``payload`` may be a callable, evaluated at each (re)join.
 
@@ -444,30 +430,42 @@ class Client:
         :class:`PingPlan`, an interval in seconds, a callable reading each join reply and
         returning either (cancel-on-disconnect's granted time is in the reply), or None; by
         default the client's ``channel_ping_interval``, unless ``channel_ping_skip`` says no.
+        ``types`` (``event -> type``, needs msgspec) decodes those events' payloads straight
+        into their types; one that does not fit is not delivered (:class:`PayloadInvalid`).
         Next: pull events; :class:`Joined` or :class:`JoinFailed` follows.
 
-        Raises UsageError if ``topic`` already has a live channel (leave it first) or the
-        payload cannot be encoded; ClientClosedError after close.
+        Raises UsageError if ``topic`` already has a live channel (leave it first), the
+        payload cannot be encoded, or ``types`` cannot be used (see
+        :meth:`configure_channel`); ClientClosedError after close.
         """
         self._check_not_closed()
-        self._channels.join(now, topic, payload, timeout, presence, ping=ping)
+        self._channels.join(now, topic, payload, timeout, presence, ping=ping, types=types)
 
-    def update_join_payload(self, topic: str, payload: Any) -> None:
-        """From now on, ``topic`` (re)joins with ``payload`` (a value, or a callable evaluated
-        at each join): for pushes that change what a channel subscribes to (filters), so that
-        a rejoin asks for what the channel has now. Raises UsageError if ``topic`` has no live
-        channel or the payload cannot be encoded. Nothing is sent now.
-        """
-        self._channels.update_join_payload(topic, payload)
+    def configure_channel(
+        self,
+        topic: str,
+        *,
+        join_payload: Any = UNCHANGED,
+        after_join: list[tuple[str, Any]] | None = None,
+        payload_types: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Change what ``topic``'s channel does from now on; nothing is sent now.
 
-    def set_after_join(self, topic: str, pushes: list[tuple[str, Any]]) -> None:
-        """Send these ``(event, payload)`` pushes right after each join reply of ``topic``,
-        before its buffered pushes (a watched set the server forgets at each rejoin, say).
-        Their replies are the client's own: no event comes of them. Replaces the previous
-        list. Raises UsageError if ``topic`` has no live channel, an event is reserved, or a
-        payload cannot be encoded.
+        ``join_payload`` (a value, or a callable evaluated at each join) is what the next
+        rejoin sends (filters the channel changed). ``after_join`` lists ``(event, payload)``
+        pushes sent right after each join reply, before the buffered ones (a watched set the
+        server forgets at each rejoin); their replies are the client's own. ``payload_types``
+        is as ``join(types=...)``. Raises UsageError, before anything changes, if ``topic`` has
+        no live channel, a payload cannot be encoded, an event is reserved, msgspec is missing,
+        or an event already has another type.
         """
-        self._channels.set_after_join(topic, pushes)
+        self._channels.configure(
+            topic, join_payload=join_payload, after_join=after_join, payload_types=payload_types
+        )
+
+    def _use_typed(self, typed: TypedSerializer) -> None:
+        # The first typed channel: frames are decoded by the typed serializer from now on.
+        self._typed = self._serializer = typed
 
     def push(
         self,
@@ -589,7 +587,7 @@ class Client:
     def _open(self, now: float) -> None:
         self._timers.cancel(_RECONNECT)
         self._socket(SocketInput.CONNECT)
-        ep = self._endpoint
+        ep = self._handshake.endpoint
         self._outbox.emit(OpenTransport(ep.host, ep.port, ep.tls))
         self._timers.set(_CONNECT, now + self._connect_timeout)
 
@@ -772,6 +770,9 @@ class Client:
             # phoenix.js, which forgets a channel at leave().
             self.stats.stale_dropped += 1
         else:
+            typed = self._typed
+            if typed is not None and typed.resolve(ch.types, msg) is None:
+                return  # a typed payload that did not fit, or a payload that is not JSON
             self.stats.messages += 1
             self._outbox.emit(MessageReceived(msg))
             presence = ch.presence

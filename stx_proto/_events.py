@@ -295,6 +295,19 @@ class ChannelPingFailed:
 
 
 @attrs.frozen(slots=True)
+class PayloadInvalid:
+    """A typed event's payload did not decode into its type; the message was not delivered.
+
+    ``message`` holds the payload as the JSON codec decodes it (``bytes`` for a binary one),
+    ``expected`` the type asked for, and ``error`` msgspec's error saying what did not fit.
+    """
+
+    message: ChannelMessage
+    expected: Any
+    error: Exception
+
+
+@attrs.frozen(slots=True)
 class FrameDropped:
     """A frame from the server could not be decoded and was skipped."""
 
@@ -319,5 +332,6 @@ Event = (
     | PresenceChanged
     | ChannelPingFailed
     | FrameDropped
+    | PayloadInvalid
 )
 Output = Command | Event

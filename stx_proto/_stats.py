@@ -8,6 +8,7 @@ class CoreStats:
 
     __slots__ = (
         "connections",
+        "invalid_payloads",
         "malformed_frames",
         "messages",
         "ping_failures",
@@ -22,6 +23,7 @@ class CoreStats:
         self.unknown_topic_dropped = 0  # frames for a topic with no live channel
         self.malformed_frames = 0  # frames that could not be decoded (FrameDropped)
         self.ping_failures = 0  # channel pings unanswered or refused (ChannelPingFailed)
+        self.invalid_payloads = 0  # typed payloads that did not fit their type (PayloadInvalid)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)

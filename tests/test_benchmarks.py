@@ -24,6 +24,9 @@ def test_core_throughput_quick(
         "stx_proto (orjson)",
         "stx_proto (stdlib, ws)",
         "stx_proto (orjson, ws)",
+        "stx_proto (typed)",
+        "stx_proto (typed client, dict event)",
+        "stx_proto (typed, ws)",
     ):
         assert label in out
     assert "msg/s" in out

@@ -48,7 +48,8 @@ LEAVE = 'a = await sock.join("room:a")'
 RECEIVE = 'orders.on("fill"'
 QUEUE = 'dispatch="queue"'
 OVERFLOW = 'overflow="error"'
-HANDLER_ERRORS = "def on_handler_error("
+HANDLER_ERRORS = "def on_handler_error(exc, msg):\n        # Already logged"
+TYPED = "class MarketUpdate(msgspec.Struct)"
 HOOKS = "async def on_rejoin("
 RETRY = "RETRY = RetryPolicy("
 CREDENTIALS = "async def login()"
@@ -69,6 +70,7 @@ MARKERS = (
     QUEUE,
     OVERFLOW,
     HANDLER_ERRORS,
+    TYPED,
     HOOKS,
     RETRY,
     CREDENTIALS,
@@ -317,6 +319,33 @@ async def test_handler_errors(
     (record,) = [r for r in caplog.records if "raised on" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert record.exc_info is not None  # with its traceback
+
+
+async def test_typed_payloads(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    good = {"market_id": "m1", "bids": [{"price": 4500, "quantity": 3}]}
+    bad = {"market_id": "m1", "bids": [{"price": "high", "quantity": 3}]}
+    updates = [("market_update", body) for body in (good, bad, bad, good)]
+    phoenix = PhoenixServer()
+    phoenix.route("market:*", on_join=after_join(*updates))
+    # Compiled without this file's `from __future__ import annotations`, as a user's module
+    # would be: msgspec reads the Structs' annotations (strings would need the module).
+    ns: dict[str, Any] = {"__name__": "drivers_doc"}
+    exec(compile(block(TYPED), f"{DOC.name}[{TYPED}]", "exec", dont_inherit=True), ns)
+    with caplog.at_level(logging.WARNING):
+        async with TestServer(phoenix) as server:
+            await run_main(ns, server.url)
+    invalid = "invalid market_update: Expected `int`, got `str` - at `$.bids[0].price`"
+    assert lines(capsys) == [
+        "m1 best bid 4500",
+        invalid,
+        invalid,
+        "m1 best bid 4500",
+        "invalid payloads: 2",
+    ]
+    warned = [r for r in caplog.records if "not a valid MarketUpdate" in r.getMessage()]
+    assert len(warned) == 1  # once per event of the channel
 
 
 async def test_hooks_and_rejoin(

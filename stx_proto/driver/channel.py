@@ -86,14 +86,20 @@ class Channel:
     # ------------------------------------------------------------------------------------
     # Handlers and iteration
 
-    def on(self, event: str, handler: H) -> H:
+    def on(self, event: str, handler: H, *, type: Any = None) -> H:
         """Call ``handler(msg)`` (sync or async) for every message with ``event``; return it.
 
         Handlers run in the socket's dispatch mode, after ``on_message``. A handler that
-        raises is logged and passed to ``on_handler_error``; it stops nothing. Raises
-        UsageError with ``dispatch="queue"`` (messages then go to ``sock.messages()``).
+        raises is logged and passed to ``on_handler_error``; it stops nothing. With ``type``
+        (a msgspec ``Struct``; ``pip install 'stx-ws[msgspec]'``), the event's payloads are
+        decoded into it from then on, for every consumer of the channel, as ``types=`` of
+        ``Socket.join`` does.
+
+        Raises UsageError with ``dispatch="queue"`` (messages then go to
+        ``sock.messages()``), or for a ``type`` that cannot be used (msgspec missing, the
+        event already has another type, a closed channel).
         """
-        self._session.add_handler(self._route, event, handler)
+        self._session.add_handler(self._route, event, handler, type)
         return handler
 
     def off(self, event: str, handler: Handler) -> None:

@@ -135,6 +135,21 @@ class Dispatcher:
         if fn is not None:
             self._work.put_control((None, (fn, args)))
 
+    def report(self, exc: Exception, msg: ChannelMessage) -> None:
+        """Pass ``exc`` and ``msg`` to ``on_handler_error`` (if given), in turn with the
+        messages; never dropped. For what failed before any handler ran (a typed payload that
+        did not fit): the caller has logged it."""
+        if self._on_handler_error is not None:
+            self._work.put_control((None, (self._report, (exc, msg))))
+
+    async def _report(self, exc: Exception, msg: ChannelMessage) -> None:
+        on_error = self._on_handler_error
+        assert on_error is not None  # report() queues this only with a hook
+        try:
+            await call_user(on_error, exc, msg)
+        except Exception as exc2:
+            self._runtime.logger.warning("on_handler_error raised", exc_info=exc2)
+
     def close(self) -> None:
         """No more input: :meth:`run` returns once everything queued has been handled."""
         self._work.close()

@@ -103,8 +103,8 @@ class SocketStats:
     ``messages``: messages received for live channels. ``dropped``: messages lost to a full
     queue (the overflow policy). ``reconnects``: successful connections after the first.
     ``last_heartbeat_rtt``: seconds from the last answered heartbeat to its reply, or None.
-    ``connections``, ``stale_dropped``, ``unknown_topic_dropped`` and ``malformed_frames`` are
-    the core's counters (see :class:`stx_proto.CoreStats`).
+    ``connections``, ``stale_dropped``, ``unknown_topic_dropped``, ``malformed_frames`` and
+    ``invalid_payloads`` are the core's counters (see :class:`stx_proto.CoreStats`).
     """
 
     __slots__ = ("_core", "_rtt", "dropped", "reconnects")
@@ -141,6 +141,11 @@ class SocketStats:
         return self._core.malformed_frames
 
     @property
+    def invalid_payloads(self) -> int:
+        """Typed payloads that did not fit their type (not delivered)."""
+        return self._core.invalid_payloads
+
+    @property
     def last_heartbeat_rtt(self) -> float | None:
         """Seconds between the last answered heartbeat and its reply, or None."""
         return self._rtt()
@@ -156,7 +161,8 @@ class SocketStats:
             f"last_heartbeat_rtt={self.last_heartbeat_rtt!r}, "
             f"stale_dropped={self.stale_dropped}, "
             f"unknown_topic_dropped={self.unknown_topic_dropped}, "
-            f"malformed_frames={self.malformed_frames})"
+            f"malformed_frames={self.malformed_frames}, "
+            f"invalid_payloads={self.invalid_payloads})"
         )
 
 
@@ -177,6 +183,7 @@ class ChannelRoute:
         "failure",
         "handle",
         "handlers",
+        "invalid_events",
         "join",
         "joined",
         "leaves",
@@ -201,6 +208,8 @@ class ChannelRoute:
         self.on_message = on_message
         self.handlers: dict[str, list[Handler]] = {}
         self.buffer: MessageQueue | None = None
+        #: Events whose invalid typed payloads have been logged (once each).
+        self.invalid_events: set[str] = set()
 
     def end_error(self, gave_up: GaveUpError | None) -> StxWsError | None:
         """What ends this channel's iteration: None for a normal end (left, socket closed)."""

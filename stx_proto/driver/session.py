@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from .._channel import ChannelState
@@ -51,6 +51,7 @@ from .._events import (
     JoinFailed,
     MessageReceived,
     OpenTransport,
+    PayloadInvalid,
     SendBytes,
     SendMessage,
     SleepUntil,
@@ -301,6 +302,7 @@ class Session:
         timeout: float | None,
         *,
         ping: PingSpec | DefaultPing = DEFAULT_PING,
+        types: Mapping[str, Any] | None = None,
     ) -> ChannelRoute:
         """Join ``topic``; return its route once the server accepted the join.
 
@@ -317,7 +319,9 @@ class Session:
             # the overflow warning says how to (a channel joined only to push fills up).
             route.buffer = buffer = dispatcher.new_queue(f"channel {topic!r}")
             buffer.queue.hint = _UNREAD_HINT
-        self.client.join(self.runtime.now(), topic, payload, timeout=timeout, ping=ping)
+        self.client.join(
+            self.runtime.now(), topic, payload, timeout=timeout, ping=ping, types=types
+        )
         done = self.runtime.event()
         waiter = Pending(done.set)
         route.join = waiter
@@ -375,11 +379,18 @@ class Session:
         self._wakeup.set()
         await done.wait()
 
-    def add_handler(self, route: ChannelRoute, event: str, handler: Handler) -> None:
-        """Run ``handler`` for every message of ``route`` with ``event`` (see ``Channel.on``)."""
+    def add_handler(
+        self, route: ChannelRoute, event: str, handler: Handler, tp: Any = None
+    ) -> None:
+        """Run ``handler`` for every message of ``route`` with ``event`` (see ``Channel.on``);
+        with ``tp``, that event's payloads are decoded into ``tp`` first."""
         dispatcher = self.dispatcher
         if dispatcher.mode == "queue":
             raise UsageError("dispatch='queue' runs no handlers: read sock.messages()")
+        if tp is not None:
+            if route.closed or not self.router.is_current(route):
+                raise UsageError(f"type {event!r} of {route.topic!r}: the channel is closed")
+            self.client.configure_channel(route.topic, payload_types={event: tp})
         route.handlers.setdefault(event, []).append(handler)
         buffer = route.buffer
         if buffer is not None and not buffer.iterated:
@@ -605,6 +616,26 @@ class Session:
                 extra={"stx_ws_event": "connect_failed"},
             )
 
+    def _payload_invalid(self, event: PayloadInvalid) -> None:
+        """A typed payload did not fit: log it once per event of its channel, pass it to
+        ``on_handler_error`` every time (the core has counted it)."""
+        msg = event.message
+        route = self.router.channel(msg.topic)
+        if route is None:  # pragma: no cover - the core only checks messages of live channels
+            return
+        if msg.event not in route.invalid_events:
+            route.invalid_events.add(msg.event)
+            self._logger.warning(
+                "%r payload on %r is not a valid %s, not delivered: %s (logged once per event "
+                "and channel; counted in stats.invalid_payloads)",
+                msg.event,
+                msg.topic,
+                getattr(event.expected, "__name__", repr(event.expected)),
+                event.error,
+                extra={"stx_ws_event": "payload_invalid"},
+            )
+        self.dispatcher.report(event.error, msg)
+
     def _deliver(self, msg: ChannelMessage) -> None:
         route = self.router.channel(msg.topic)
         if route is None:  # pragma: no cover - the core only emits messages of live channels
@@ -649,6 +680,8 @@ class Session:
             self._refused_with = event.status_code  # said with the Disconnected that follows
         elif type(event) is FrameDropped:
             logger.warning("dropped a malformed frame: %s", event.detail)
+        elif type(event) is PayloadInvalid:
+            self._payload_invalid(event)
         elif type(event) is ChannelErrored:
             logger.info("channel %r errored (%s)", event.topic, event.reason)
         elif type(event) is JoinFailed:

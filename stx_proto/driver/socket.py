@@ -344,6 +344,7 @@ class SocketBase:
         *,
         on_message: Handler | None = None,
         timeout: float | None = None,
+        types: Mapping[str, Any] | None = None,
     ) -> Channel:
         """Join ``topic`` and return the :class:`Channel` once the server accepted the join.
 
@@ -352,15 +353,24 @@ class SocketBase:
         covers the whole join, waiting for the connection included. After a reconnect the
         channel rejoins by itself (``on_rejoin`` is called).
 
+        ``types`` (``{event: type}``, ``pip install 'stx-ws[msgspec]'``) has those events'
+        payloads decoded straight into msgspec ``Struct`` classes (or any type msgspec
+        decodes): every consumer of the channel gets ``msg.payload`` as that type. A payload
+        that does not fit is not delivered: it is counted in ``stats.invalid_payloads``,
+        logged at WARNING once per event, and passed to ``on_handler_error``.
+
         Raises:
             JoinError: the server refused the join (``response`` is its answer), or it timed
                 out (``reason == "timeout"``).
             GaveUpError: the socket gave up reconnecting.
-            UsageError: ``topic`` is already joined, the payload cannot be encoded, or a
-                handler is given with ``dispatch="queue"``.
+            UsageError: ``topic`` is already joined, the payload cannot be encoded, a
+                handler is given with ``dispatch="queue"``, or ``types`` cannot be used
+                (msgspec missing, a control event, a type msgspec cannot decode into).
         """
         session = self._session
-        return Channel(session, await session.join(topic, payload, on_message, timeout))
+        return Channel(
+            session, await session.join(topic, payload, on_message, timeout, types=types)
+        )
 
     def messages(self) -> AsyncIterator[ChannelMessage]:
         """Every message of every channel, in order (``dispatch="queue"`` only).

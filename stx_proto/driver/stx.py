@@ -166,13 +166,14 @@ class StxChannelHandle(Channel):
         ids = list(market_ids)
         response = await self.push(WATCH_EVENT, ids)
         self._watched.extend(i for i in ids if i not in self._watched)
-        self._session.client.set_after_join(self.topic, [(WATCH_EVENT, list(self._watched))])
+        after = [(WATCH_EVENT, list(self._watched))]
+        self._session.client.configure_channel(self.topic, after_join=after)
         return response
 
     async def _filter(self, event: str, payload: dict[str, Any]) -> Any:
         response = await self.push(event, payload)  # raises unless the reply is ok
         self._join_payload = apply_filter_push(self._join_payload or {}, event, payload)
-        self._session.client.update_join_payload(self.topic, self._join_payload)
+        self._session.client.configure_channel(self.topic, join_payload=self._join_payload)
         return response
 
 
@@ -275,6 +276,7 @@ class StxPreset(SocketBase):
         timeout: float | None = None,
         cancel_on_disconnect: bool = False,
         ping_timeout: int | None = None,
+        types: Mapping[str, Any] | None = None,
     ) -> StxChannelHandle:
         """Join an :class:`~stx_proto.StxChannel` (``StxChannels.orders(...)``: its topic and
         join options), a legacy :class:`Channels` member, or any raw topic. Per-user topics
@@ -301,7 +303,7 @@ class StxPreset(SocketBase):
             payload = options or None
         session = self._session
         ping = granted_ping_plan if cod else DEFAULT_PING
-        route = await session.join(name, payload, on_message, timeout, ping=ping)
+        route = await session.join(name, payload, on_message, timeout, ping=ping, types=types)
         return StxChannelHandle(session, route, payload)
 
 

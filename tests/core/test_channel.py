@@ -1251,16 +1251,16 @@ def test_the_topics_remembered_as_just_left_are_bounded(
 def test_an_updated_join_payload_is_what_the_next_rejoin_sends(make_link: MakeLink) -> None:
     link = connected(make_link, "orderbook")
     client = link.client
-    client.update_join_payload("orderbook", {"market_ids": ["m2"]})
+    client.configure_channel("orderbook", join_payload={"market_ids": ["m2"]})
     assert [m.payload for m in link.server_frames(event="phx_join")] == [{}]  # nothing now
     link.drop()
     link.advance_until(Joined)
     assert [m.payload for m in link.server_frames(event="phx_join")][-1] == {"market_ids": ["m2"]}
-    client.update_join_payload("orderbook", lambda: {"market_ids": ["m3"]})
+    client.configure_channel("orderbook", join_payload=lambda: {"market_ids": ["m3"]})
     with pytest.raises(UsageError, match="cannot be encoded"):
-        client.update_join_payload("orderbook", {"bad": object()})
-    with pytest.raises(UsageError, match="update the join payload of 'nope': not joined"):
-        client.update_join_payload("nope", {})
+        client.configure_channel("orderbook", join_payload={"bad": object()})
+    with pytest.raises(UsageError, match="configure 'nope': not joined"):
+        client.configure_channel("nope", join_payload={})
 
 
 def test_after_join_pushes_go_out_after_each_join_reply_before_buffered_pushes(
@@ -1268,7 +1268,7 @@ def test_after_join_pushes_go_out_after_each_join_reply_before_buffered_pushes(
 ) -> None:
     link = connected(make_link, "market_updates")
     client = link.client
-    client.set_after_join("market_updates", [("watch", ["m1", "m2"])])
+    client.configure_channel("market_updates", after_join=[("watch", ["m1", "m2"])])
     link.drop()
     link.pump()
     ref = client.push(link.now, "market_updates", "order", {"n": 1})  # buffered
@@ -1287,6 +1287,6 @@ def test_after_join_pushes_go_out_after_each_join_reply_before_buffered_pushes(
         ([("watch", {"x": object()})], "cannot be encoded"),
     ):
         with pytest.raises(UsageError, match=match):
-            client.set_after_join("market_updates", bad)
-    with pytest.raises(UsageError, match="set the after-join pushes of 'nope': not joined"):
-        client.set_after_join("nope", [])
+            client.configure_channel("market_updates", after_join=bad)
+    with pytest.raises(UsageError, match="configure 'nope': not joined"):
+        client.configure_channel("nope", after_join=[])
