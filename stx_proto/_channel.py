@@ -130,6 +130,7 @@ class ChannelRecord:
 
     __slots__ = (
         "buffer",
+        "control",
         "in_flight",
         "join_payload",
         "join_ref",
@@ -156,6 +157,8 @@ class ChannelRecord:
         self.buffer: deque[Push] = deque()  # pushes waiting for the join
         self.in_flight: dict[str, Push] = {}  # pushes sent, waiting for their reply
         self.presence: Presence | None = None
+        #: Hand this channel's control frames to the application (ControlReceived).
+        self.control = False
 
     def transition(self, event: ChannelInput) -> ChannelState:
         """Apply ``event`` and return the new state; raises IllegalTransition if not allowed."""
@@ -246,7 +249,14 @@ class ChannelSet:
     # The user's calls
 
     def join(
-        self, now: float, topic: str, payload: Any, timeout: float | None, presence: Any
+        self,
+        now: float,
+        topic: str,
+        payload: Any,
+        timeout: float | None,
+        presence: Any,
+        *,
+        control_frames: bool = False,
     ) -> None:
         """See :meth:`stx_proto.Client.join`."""
         name_text("topic", topic)
@@ -257,6 +267,7 @@ class ChannelSet:
         ch = ChannelRecord(topic, payload, timeout)
         if presence is not False:
             ch.presence = presence if isinstance(presence, Presence) else Presence()
+        ch.control = control_frames
         frame = None
         if self._is_open():
             frame = self._join_frame(ch)  # raises before anything changes

@@ -36,6 +36,7 @@ from ._events import (
     Closed,
     CloseTransport,
     Connected,
+    ControlReceived,
     Disconnected,
     DisconnectReason,
     FrameDropped,
@@ -452,19 +453,25 @@ class Client:
         *,
         timeout: float | None = None,
         presence: bool | Presence = False,
+        control_frames: bool = False,
     ) -> None:
         """Join ``topic``. ``payload`` may be a callable, evaluated at each (re)join.
 
         The join is sent now if connected, else when the connection opens. ``timeout`` covers
         the whole first join, waiting for the connection included; each later rejoin attempt
         gets the same. ``presence`` (True, or a :class:`Presence` to use) tracks presence.
+        ``control_frames=True`` also hands the channel's ``phx_reply``, ``phx_error`` and
+        ``phx_close`` frames to the application as :class:`ControlReceived` events (each
+        before the core acts on it; none while closing); other channels pay nothing for it.
         Next: pull events; :class:`Joined` or :class:`JoinFailed` follows.
 
         Raises UsageError if ``topic`` already has a live channel (leave it first) or the
         payload cannot be encoded; ClientClosedError after close.
         """
         self._check_not_closed()
-        self._channels.join(now, topic, payload, timeout, presence)
+        self._channels.join(
+            now, topic, payload, timeout, presence, control_frames=bool(control_frames)
+        )
 
     def push(
         self,
@@ -780,6 +787,8 @@ class Client:
         event = msg.event
         state = ch.state
         if event == PHX_REPLY:
+            if ch.control and self._state is not SocketState.CLOSING:
+                self._outbox.emit(ControlReceived(msg))
             channels.on_reply(now, ch, msg)
         elif event in (PHX_ERROR, PHX_CLOSE):
             # Phoenix sends both with ref = the join_ref, which survives on vsn 1.0.0 where
@@ -788,10 +797,13 @@ class Client:
                 self.stats.stale_dropped += 1
             elif self._state is SocketState.CLOSING:
                 pass  # the answer to close()'s leave: the channel closes with the socket
-            elif event == PHX_ERROR:
-                channels.on_phx_error(now, ch, msg.payload)
             else:
-                channels.on_phx_close(ch, msg.payload)
+                if ch.control:
+                    self._outbox.emit(ControlReceived(msg))
+                if event == PHX_ERROR:
+                    channels.on_phx_error(now, ch, msg.payload)
+                else:
+                    channels.on_phx_close(ch, msg.payload)
         elif state is not ChannelState.JOINED and state is not ChannelState.JOINING:
             # Errored: the server's channel is gone. Leaving: the user is done with it, as
             # phoenix.js, which forgets a channel at leave().
