@@ -39,6 +39,7 @@ RUNTIME = Runtime(
     cancelled=anyio.get_cancelled_exc_class,
     checkpoint=anyio.lowlevel.checkpoint,
     logger=logger,
+    current_task=lambda: anyio.get_current_task().id,
 )
 
 CHUNK = 65536  # bytes per read
@@ -139,15 +140,16 @@ class Socket(SocketBase):
     transports = TRANSPORTS
 
     @classmethod
-    def run(
+    def start_loop(
         cls,
-        main: Callable[..., Awaitable[T]],
-        *args: Any,
-        backend: str = "asyncio",
+        main: Callable[[], Awaitable[T]],
+        *,
+        backend: str | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> T:
-        """Run ``main(*args)`` in a new event loop and return its result (see :func:`run`)."""
-        return run(main, *args, backend=backend, backend_options=backend_options)
+        """Run ``main()`` in a new event loop, for :meth:`run` (see the module's :func:`run`;
+        the backend is asyncio unless ``backend`` says ``"trio"``)."""
+        return run(main, backend=backend or "asyncio", backend_options=backend_options)
 
 
 class STXWebSocket(StxPreset, Socket):

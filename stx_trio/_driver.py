@@ -52,6 +52,7 @@ RUNTIME = Runtime(
     checkpoint=trio.lowlevel.checkpoint,
     logger=logger,
     check_loop=_check_loop,
+    current_task=trio.lowlevel.current_task,
 )
 
 CHUNK = 65536  # bytes per read
@@ -136,15 +137,18 @@ class Socket(SocketBase):
     transports = TRANSPORTS
 
     @classmethod
-    def run(
+    def start_loop(
         cls,
-        main: Callable[..., Awaitable[T]],
-        *args: Any,
-        backend: str = "trio",
+        main: Callable[[], Awaitable[T]],
+        *,
+        backend: str | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> T:
-        """Run ``main(*args)`` with ``trio.run`` and return its result (see :func:`run`)."""
-        return run(main, *args, backend=backend, backend_options=backend_options)
+        """Run ``main()`` with ``trio.run``, for :meth:`run` (see the module's :func:`run`).
+
+        Raises UsageError for a ``backend`` other than ``"trio"``.
+        """
+        return run(main, backend=backend or "trio", backend_options=backend_options)
 
 
 class STXWebSocket(StxPreset, Socket):

@@ -85,7 +85,10 @@ class Runtime:
     (``math.inf``: no deadline); ``semaphore(n)`` a :class:`Semaphore`; ``cancelled()``
     returns the loop's cancellation exception class; ``checkpoint()`` lets other tasks run;
     ``logger`` is the driver's logger (every record of the kit goes to it); ``check_loop()``
-    says clearly when the driver is used on a loop it cannot run on.
+    says clearly when the driver is used on a loop it cannot run on; ``current_task()``
+    returns a value that identifies the running task (equal for the same task), so that the
+    kit can tell a caller that it must exit a task group in the task that entered it (the
+    default, None for every task, turns that check off).
     """
 
     now: Callable[[], float]
@@ -99,6 +102,8 @@ class Runtime:
     #: Raises UsageError when called outside a loop this runtime can run on (a trio-only
     #: driver under asyncio, say); called when a socket starts.
     check_loop: Callable[[], None] = attrs.field(default=lambda: None)
+    #: Identifies the running task (see above); called by ``connect()`` and ``close()``.
+    current_task: Callable[[], object] = attrs.field(default=lambda: None)
 
 
 class Signal:

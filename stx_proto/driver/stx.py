@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._stx import StxToken, stx_settings, stx_token_params, stx_topic
-from .channel import Channel
-from .router import Handler
 from .socket import SocketBase
 
 
@@ -62,16 +60,8 @@ class StxPreset(SocketBase):
         super().__init__(url, params=stx_params(source), **socket_options)
         self.user_uid = user_uid
 
-    async def join(
-        self,
-        topic: str,
-        payload: Any = None,
-        *,
-        on_message: Handler | None = None,
-        timeout: float | None = None,
-    ) -> Channel:
-        """Join a :class:`Channels` member (user-scoped ones as ``<channel>:<user_uid>``) or
-        any raw topic; otherwise as ``Socket.join``."""
-        return await super().join(
-            stx_topic(topic, self.user_uid), payload, on_message=on_message, timeout=timeout
-        )
+    def resolve_topic(self, topic: str) -> str:
+        """A :class:`Channels` member as its topic (user-scoped ones as
+        ``<channel>:<user_uid>``), any other topic as it is: what ``join`` and ``subscribe``
+        join."""
+        return stx_topic(topic, self.user_uid)
