@@ -5,7 +5,9 @@ transport, and the entry point."""
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -143,16 +145,38 @@ class Socket(SocketBase):
         *,
         backend: str | None = None,
         backend_options: dict[str, Any] | None = None,
-    ) -> T:
+    ) -> T | None:
         """Run ``main()`` with ``trio.run``, for :meth:`run` (see the module's :func:`run`).
+        In the main thread, Ctrl-C (SIGINT) cancels ``main()`` and the result is None.
 
         Raises UsageError for a ``backend`` other than ``"trio"``.
         """
-        return run(main, backend=backend or "trio", backend_options=backend_options)
+        return run(
+            _until_interrupted, main, backend=backend or "trio", backend_options=backend_options
+        )
 
 
 class STXWebSocket(StxPreset, Socket):
     """A :class:`Socket` to the STX exchange (see ``__init__`` for the options)."""
+
+
+async def _until_interrupted(main: Callable[[], Awaitable[T]]) -> T | None:
+    """``await main()``; in the main thread, SIGINT cancels it (and None is returned)."""
+    if threading.current_thread() is not threading.main_thread():
+        return await main()
+    result: list[T] = []
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+
+            async def interrupt() -> None:
+                async for _ in signals:  # pragma: no branch - ends by the cancel below
+                    logger.info("interrupted (SIGINT): closing")
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(interrupt)
+            result.append(await main())
+            nursery.cancel_scope.cancel()
+    return result[0] if result else None
 
 
 def run(

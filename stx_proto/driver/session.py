@@ -175,6 +175,8 @@ class Session:
         self._transport = transport
         self._credentials = credentials
         self._close_timeout = close_timeout
+        #: The socket's ``close_timeout``.
+        self.close_timeout = close_timeout
         self._logger: logging.Logger = runtime.logger
         self._host = host
         self._ssl = ssl
@@ -262,13 +264,12 @@ class Session:
         """True when the running task runs this session's handlers or hooks."""
         return _HANDLER_OF.get() is self
 
-    async def stop(self, exc: BaseException | None, *, shield: bool = False) -> None:
+    async def stop(self, exc: BaseException | None) -> None:
         """End the session in the task that started it (``exc``: what the body raised).
 
         A normal exit closes cleanly (leaves, close 1000) and lets the handlers finish; a
-        cancelled body aborts the connection, unless ``shield`` (``arun()``): then the clean
-        close runs shielded from the cancellation. Raises the session's fatal error (a
-        GaveUpError without an ``on_gave_up`` hook, an internal failure) if there is one.
+        cancelled body aborts the connection. Raises the session's fatal error (a GaveUpError
+        without an ``on_gave_up`` hook, an internal failure) if there is one.
         """
         runtime = self.runtime
         # The pump cancels the body to raise self._fatal: whatever shape that cancellation
@@ -276,13 +277,7 @@ class Session:
         cancelled = self._block_cancelled or is_cancellation(exc, runtime.cancelled())
         self.stage = "exiting"  # from now on the pump must not cancel the block
         try:
-            if shield:
-                # Bounded: the close, the handlers and the last connection each get
-                # close_timeout.
-                deadline = runtime.now() + 3 * self._close_timeout
-                with runtime.cancel_scope(deadline=deadline, shield=True):
-                    await self._finish()
-            elif not cancelled:
+            if not cancelled:
                 await self._finish()
         finally:
             self.stage = "done"

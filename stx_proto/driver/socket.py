@@ -19,7 +19,7 @@ from .. import _checks as checks
 from .._client import Client
 from .._codec import JsonCodec
 from .._engines import EngineFactory
-from .._errors import GaveUpError, UsageError
+from .._errors import GaveUpError, StxWsError, UsageError
 from .._events import ChannelClosed, ChannelErrored, Disconnected
 from .._message import ChannelMessage
 from .._presence import Presence
@@ -400,18 +400,44 @@ class SocketBase:
             UsageError: the socket was closed already.
         """
         session = self._session
-        if session.stage != "new":
+        if session.stage == "running":
             await session.wait_closed()
             return
-        await session.start("run")
-        exc: BaseException | None = None
-        try:
-            await session.wait_closed()
-        except BaseException as error:
-            exc = error
-            raise
-        finally:
-            await session.stop(exc, shield=True)
+        if session.stage != "new":
+            raise UsageError("a Socket connects once: make a new one")
+        runtime = session.runtime
+        ended = runtime.event()
+
+        async def watch() -> None:
+            # Outside the shield below: a cancellation of arun() lands here, and closes the
+            # socket cleanly (shielded, bounded) instead of cancelling its tasks.
+            try:
+                await ended.wait()
+            finally:
+                if not ended.is_set():
+                    deadline = runtime.now() + 3 * session.close_timeout
+                    with runtime.cancel_scope(deadline=deadline, shield=True):
+                        await session.close_connection()
+
+        failure: StxWsError | None = None
+        async with runtime.task_group() as tg:
+            tg.start_soon(watch)
+            # The socket's tasks run under this shield, so a cancellation reaches them only
+            # through watch(), as a clean close.
+            with runtime.cancel_scope(shield=True):
+                await session.start("run")
+                try:
+                    await session.wait_closed()
+                except StxWsError as exc:  # raised below, not wrapped by the task group
+                    failure = exc
+                finally:
+                    ended.set()
+                    try:
+                        await session.stop(None)
+                    except StxWsError as exc:
+                        failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def run(
         self, *, backend: str | None = None, backend_options: dict[str, Any] | None = None
@@ -427,10 +453,7 @@ class SocketBase:
             UsageError: the driver has no event loop of its own to start, or the socket was
                 closed already.
         """
-        try:
-            type(self).start_loop(self.arun, backend=backend, backend_options=backend_options)
-        except KeyboardInterrupt:
-            self._session.runtime.logger.info("interrupted: the socket closed cleanly")
+        type(self).start_loop(self.arun, backend=backend, backend_options=backend_options)
 
     @classmethod
     def start_loop(
@@ -439,10 +462,11 @@ class SocketBase:
         *,
         backend: str | None = None,
         backend_options: dict[str, Any] | None = None,
-    ) -> T:
+    ) -> T | None:
         """Run ``main()`` in a new event loop and return its result (for :meth:`run`).
 
-        A driver overrides it with its loop's entry point. Raises UsageError here.
+        A driver overrides it with its loop's entry point; in the main thread, Ctrl-C
+        (SIGINT) should cancel ``main()`` (which then returns None). Raises UsageError here.
         """
         raise UsageError(f"{cls.__name__} has no event loop of its own: use arun()")
 
