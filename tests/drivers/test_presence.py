@@ -46,7 +46,7 @@ async def test_presence_with_two_sockets(impl: Impl, srv: TestServer) -> None:
     with anyio.fail_after(LIMIT):
         async with make_socket(impl, srv) as alice, make_socket(impl, srv) as bob:
             ch_a = await alice.join(TOPIC, {"user": "alice"}, presence=True)
-            await srv.wait_until(lambda: ch_a.presence.list())
+            await srv.wait_until(ch_a.presence.list)
             assert ch_a.presence.list(lambda key, p: key) == ["alice"]
             ch_a.presence.on_join(lambda key, current, new: joins.append(key))
             ch_a.presence.on_sync(on_sync)
