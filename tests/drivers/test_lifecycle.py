@@ -9,9 +9,11 @@ import pytest
 from stx_anyio.testing import TestServer
 from stx_proto import (
     ChannelMessage,
+    ChannelState,
     ClientClosedError,
     GaveUpError,
     RetryPolicy,
+    SocketState,
     UsageError,
 )
 
