@@ -6,8 +6,10 @@ TCP/TLS transport, the named transports (``"tcp"``, and ``"picows"`` on asyncio,
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -41,6 +43,7 @@ RUNTIME = Runtime(
     checkpoint=anyio.lowlevel.checkpoint,
     logger=logger,
     wall_clock=time.time,
+    current_task=lambda: anyio.get_current_task().id,
 )
 
 CHUNK = 65536  # bytes per read
@@ -160,19 +163,42 @@ class Socket(SocketBase):
     transports = TRANSPORTS
 
     @classmethod
-    def run(
+    def start_loop(
         cls,
-        main: Callable[..., Awaitable[T]],
-        *args: Any,
-        backend: str = "asyncio",
+        main: Callable[[], Awaitable[T]],
+        *,
+        backend: str | None = None,
         backend_options: dict[str, Any] | None = None,
-    ) -> T:
-        """Run ``main(*args)`` in a new event loop and return its result (see :func:`run`)."""
-        return run(main, *args, backend=backend, backend_options=backend_options)
+    ) -> T | None:
+        """Run ``main()`` in a new event loop, for :meth:`run` (see the module's :func:`run`;
+        the backend is asyncio unless ``backend`` says ``"trio"``). In the main thread,
+        Ctrl-C (SIGINT) cancels ``main()`` and the result is None."""
+        return run(
+            _until_interrupted, main, backend=backend or "asyncio", backend_options=backend_options
+        )
 
 
 class STXWebSocket(StxPreset, Socket):
     """A :class:`Socket` to the STX exchange (see ``__init__`` for the options)."""
+
+
+async def _until_interrupted(main: Callable[[], Awaitable[T]]) -> T | None:
+    """``await main()``; in the main thread, SIGINT cancels it (and None is returned)."""
+    if threading.current_thread() is not threading.main_thread():
+        return await main()
+    result: list[T] = []
+    async with anyio.create_task_group() as tg:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+
+            async def interrupt() -> None:
+                async for _ in signals:  # pragma: no branch - ends by the cancel below
+                    logger.info("interrupted (SIGINT): closing")
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(interrupt)
+            result.append(await main())
+            tg.cancel_scope.cancel()
+    return result[0] if result else None
 
 
 def run(

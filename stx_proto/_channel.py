@@ -34,6 +34,7 @@ from ._events import (
     ChannelClosed,
     ChannelCloseReason,
     ChannelErrored,
+    ControlReceived,
     DisconnectReason,
     Joined,
     JoinFailed,
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from ._typed import TypedSerializer
 
 RESERVED_EVENTS = frozenset({PHX_JOIN, PHX_LEAVE, PHX_REPLY, PHX_ERROR, PHX_CLOSE})
+#: The server frames a channel acts on itself (the others are the application's messages).
+CONTROL_EVENTS = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
 UNMATCHED_TOPIC = "unmatched topic"
 
 #: configure(join_payload=...) left out: the join payload stays as it is.
@@ -140,6 +143,7 @@ class ChannelRecord:
     __slots__ = (
         "after_join",
         "buffer",
+        "control",
         "in_flight",
         "join_payload",
         "join_ref",
@@ -173,6 +177,8 @@ class ChannelRecord:
         self.after_join: list[tuple[str, Any]] = []
         #: Typed payloads: the decoder of each typed event (see stx_proto._typed), or None.
         self.types: dict[str, Any] | None = None
+        #: Hand this channel's control frames to the application (ControlReceived).
+        self.control = False
 
     def transition(self, event: ChannelInput) -> ChannelState:
         """Apply ``event`` and return the new state; raises IllegalTransition if not allowed."""
@@ -288,6 +294,7 @@ class ChannelSet:
         *,
         ping: PingSpec | DefaultPing = DEFAULT_PING,
         types: Mapping[str, Any] | None = None,
+        control_frames: bool = False,
     ) -> None:
         """See :meth:`stx_proto.Client.join`."""
         name_text("topic", topic)
@@ -306,6 +313,7 @@ class ChannelSet:
         elif isinstance(ping, (int, float)):
             positive("ping", ping)
         ch.ping = ping
+        ch.control = control_frames
         frame = None
         if self._is_open():
             frame = self._join_frame(ch)  # raises before anything changes
@@ -442,6 +450,30 @@ class ChannelSet:
 
     # ------------------------------------------------------------------------------------
     # Frames the client routed here (after its join_ref check)
+
+    def on_control(
+        self, now: float, ch: ChannelRecord, msg: ChannelMessage, *, closing: bool
+    ) -> None:
+        """A ``phx_reply``, ``phx_error`` or ``phx_close`` for ``ch`` (its join_ref checked by
+        the client). ``closing``: the socket is closing (its answers close nothing)."""
+        event = msg.event
+        if event == PHX_REPLY:
+            if ch.control and not closing:
+                self._out.emit(ControlReceived(msg))
+            self.on_reply(now, ch, msg)
+            return
+        # Phoenix sends both with ref = the join_ref, which survives on vsn 1.0.0 where
+        # join_ref itself is absent: an earlier join's close must not close this one.
+        ref = msg.ref
+        if not msg.join_ref and ref is not None and ref != ch.join_ref:
+            self._stats.stale_dropped += 1
+        elif not closing:  # closing: the answer to close()'s leave; it closes with the socket
+            if ch.control:
+                self._out.emit(ControlReceived(msg))
+            if event == PHX_ERROR:
+                self.on_phx_error(now, ch, msg.payload)
+            else:
+                self.on_phx_close(ch, msg.payload)
 
     def on_reply(self, now: float, ch: ChannelRecord, msg: ChannelMessage) -> None:
         """A ``phx_reply`` for ``ch``: a push's, the join's or the leave's."""

@@ -29,7 +29,7 @@ from random import Random
 from typing import TYPE_CHECKING, Any
 
 from . import _checks as checks
-from ._channel import UNCHANGED, ChannelSet, ChannelState
+from ._channel import CONTROL_EVENTS, UNCHANGED, ChannelSet, ChannelState
 from ._codec import JsonCodec, resolve_codec
 from ._engines import EngineFactory
 from ._errors import ClientClosedError, FrameError, StxWsError, UsageError
@@ -53,7 +53,6 @@ from ._events import (
 from ._handshake import Handshake
 from ._heartbeat import Heartbeat
 from ._keepalive import DEFAULT_PING, DefaultPing, PingSpec
-from ._message import PHX_CLOSE, PHX_ERROR, PHX_REPLY
 from ._outbox import Outbox
 from ._presence import Presence
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
@@ -420,6 +419,7 @@ class Client:
         presence: bool | Presence = False,
         ping: PingSpec | DefaultPing = DEFAULT_PING,
         types: Mapping[str, Any] | None = None,
+        control_frames: bool = False,
     ) -> None:
         """Join ``topic``. ``payload`` may be a callable, evaluated at each (re)join.
 
@@ -432,6 +432,9 @@ class Client:
         default the client's ``channel_ping_interval``, unless ``channel_ping_skip`` says no.
         ``types`` (``event -> type``, needs msgspec) decodes those events' payloads straight
         into their types; one that does not fit is not delivered (:class:`PayloadInvalid`).
+        ``control_frames=True`` also hands the channel's ``phx_reply``, ``phx_error`` and
+        ``phx_close`` to the application as :class:`ControlReceived` events (before the core
+        acts on each; none while closing).
         Next: pull events; :class:`Joined` or :class:`JoinFailed` follows.
 
         Raises UsageError if ``topic`` already has a live channel (leave it first), the
@@ -439,7 +442,16 @@ class Client:
         :meth:`configure_channel`); ClientClosedError after close.
         """
         self._check_not_closed()
-        self._channels.join(now, topic, payload, timeout, presence, ping=ping, types=types)
+        self._channels.join(
+            now,
+            topic,
+            payload,
+            timeout,
+            presence,
+            ping=ping,
+            types=types,
+            control_frames=bool(control_frames),
+        )
 
     def configure_channel(
         self,
@@ -752,19 +764,8 @@ class Client:
             return
         event = msg.event
         state = ch.state
-        if event == PHX_REPLY:
-            channels.on_reply(now, ch, msg)
-        elif event in (PHX_ERROR, PHX_CLOSE):
-            # Phoenix sends both with ref = the join_ref, which survives on vsn 1.0.0 where
-            # join_ref itself is absent: an earlier join's close must not close this one.
-            if not join_ref and ref is not None and ref != ch.join_ref:
-                self.stats.stale_dropped += 1
-            elif self._state is SocketState.CLOSING:
-                pass  # the answer to close()'s leave: the channel closes with the socket
-            elif event == PHX_ERROR:
-                channels.on_phx_error(now, ch, msg.payload)
-            else:
-                channels.on_phx_close(ch, msg.payload)
+        if event in CONTROL_EVENTS:
+            channels.on_control(now, ch, msg, closing=self._state is SocketState.CLOSING)
         elif state is not ChannelState.JOINED and state is not ChannelState.JOINING:
             # Errored: the server's channel is gone. Leaving: the user is done with it, as
             # phoenix.js, which forgets a channel at leave().

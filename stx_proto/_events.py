@@ -243,6 +243,16 @@ class MessageReceived:
 
 
 @attrs.frozen(slots=True)
+class ControlReceived:
+    """A control frame (``phx_reply``, ``phx_error`` or ``phx_close``) of a channel joined with
+    ``control_frames=True``, emitted before the core acts on it (so a join's reply comes
+    before its :class:`Joined`). The core handles the frame as it always does; this is a copy
+    for the application, as the STX SDK hands control frames to handlers."""
+
+    message: ChannelMessage
+
+
+@attrs.frozen(slots=True)
 class ReplyReceived:
     """The reply to a push. ``response`` is ``bytes`` for a binary reply."""
 
@@ -327,6 +337,7 @@ Event = (
     | ChannelErrored
     | ChannelClosed
     | MessageReceived
+    | ControlReceived
     | ReplyReceived
     | PushFailed
     | PresenceChanged

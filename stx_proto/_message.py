@@ -31,6 +31,11 @@ class ChannelMessage:
     join_ref: str | None = None
 
     @property
+    def msg_ref(self) -> str | None:
+        """The same value as :attr:`ref` (the STX SDK's name for it)."""
+        return self.ref
+
+    @property
     def channel(self) -> str:
         """The topic before its first ``:`` (``"market_info"`` for ``"market_info:42"``)."""
         return self.topic.partition(":")[0]

@@ -5,7 +5,9 @@ transport, and the entry point."""
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -54,6 +56,7 @@ RUNTIME = Runtime(
     logger=logger,
     wall_clock=time.time,
     check_loop=_check_loop,
+    current_task=trio.lowlevel.current_task,
 )
 
 CHUNK = 65536  # bytes per read
@@ -153,19 +156,44 @@ class Socket(SocketBase):
     transports = TRANSPORTS
 
     @classmethod
-    def run(
+    def start_loop(
         cls,
-        main: Callable[..., Awaitable[T]],
-        *args: Any,
-        backend: str = "trio",
+        main: Callable[[], Awaitable[T]],
+        *,
+        backend: str | None = None,
         backend_options: dict[str, Any] | None = None,
-    ) -> T:
-        """Run ``main(*args)`` with ``trio.run`` and return its result (see :func:`run`)."""
-        return run(main, *args, backend=backend, backend_options=backend_options)
+    ) -> T | None:
+        """Run ``main()`` with ``trio.run``, for :meth:`run` (see the module's :func:`run`).
+        In the main thread, Ctrl-C (SIGINT) cancels ``main()`` and the result is None.
+
+        Raises UsageError for a ``backend`` other than ``"trio"``.
+        """
+        return run(
+            _until_interrupted, main, backend=backend or "trio", backend_options=backend_options
+        )
 
 
 class STXWebSocket(StxPreset, Socket):
     """A :class:`Socket` to the STX exchange (see ``__init__`` for the options)."""
+
+
+async def _until_interrupted(main: Callable[[], Awaitable[T]]) -> T | None:
+    """``await main()``; in the main thread, SIGINT cancels it (and None is returned)."""
+    if threading.current_thread() is not threading.main_thread():
+        return await main()
+    result: list[T] = []
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+
+            async def interrupt() -> None:
+                async for _ in signals:  # pragma: no branch - ends by the cancel below
+                    logger.info("interrupted (SIGINT): closing")
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(interrupt)
+            result.append(await main())
+            nursery.cancel_scope.cancel()
+    return result[0] if result else None
 
 
 def run(

@@ -40,7 +40,7 @@ LIMIT = 5.0  # seconds any one example may take
 QS_ASYNCIO = "asyncio.run(main("
 QS_TRIO_ANYIO = 'print("reply:", await ch.push('
 QS_TRIO_NATIVE = "from stx_trio import Socket"
-QS_RUN = "Socket.run(main"
+QS_RUN = "print(run(main"
 JOIN = '"market:closed"'
 PUSH = "async def place("
 CANCEL = "anyio.move_on_after(0.25)"
@@ -57,6 +57,9 @@ TLS = "def tls_context("
 PICOWS = 'transport="picows"'
 STATS = "async def report("
 TESTING = "class Bot:"
+MANUAL = "await sock.connect()"
+DECLARE = "sock.run()"
+PRESENCE = "room.presence.on_join(on_join)"
 MARKERS = (
     QS_ASYNCIO,
     QS_TRIO_ANYIO,
@@ -78,6 +81,9 @@ MARKERS = (
     PICOWS,
     STATS,
     TESTING,
+    MANUAL,
+    DECLARE,
+    PRESENCE,
 )
 
 JoinHandler = Callable[[str, Any, ServerConnection], tuple[str, Any]]
@@ -164,6 +170,7 @@ SCRIPTS = {
     QS_TRIO_ANYIO: ["reply: {'body': 'hi'}"],
     QS_TRIO_NATIVE: ["welcome {'n': 1}"],
     QS_RUN: ["{'body': 'hi'}", "{'body': 'hi'}"],  # once on asyncio, once on trio
+    DECLARE: ["connected", "welcome {'n': 1}"],
 }
 
 
@@ -471,3 +478,38 @@ async def test_testing_example() -> None:
         assert inspect.iscoroutinefunction(test)
         with anyio.fail_after(LIMIT):
             await test()
+
+
+# ----------------------------------------------------------------------------------------
+# Without async with: connect and close by hand; presence with two sockets.
+
+
+async def test_manual_connect_and_close(capsys: pytest.CaptureFixture[str]) -> None:
+    phoenix = PhoenixServer()
+    phoenix.route("room:*")
+    async with TestServer(phoenix) as server:
+        await run_main(MANUAL, server.url)
+    assert lines(capsys) == ["open joined", "{'body': 'hi'}", "closed closed"]
+    (conn,) = phoenix.all_connections
+    assert sent(conn, "phx_leave") == ["room:lobby"] and conn.close_code == 1000
+
+
+async def test_presence_with_two_sockets(capsys: pytest.CaptureFixture[str]) -> None:
+    phoenix = PhoenixServer()
+    members: dict[str, Any] = {}
+
+    def on_join(topic: str, payload: Any, conn: ServerConnection) -> tuple[str, Any]:
+        # As a Phoenix channel tracking presence: the state to the newcomer, a diff to the rest.
+        user = payload["user"]
+        joined = {user: {"metas": [{"phx_ref": user}]}}
+        for other in phoenix.joined(topic):
+            if other is not conn:
+                other.broadcast(topic, "presence_diff", {"joins": joined, "leaves": {}})
+        members.update(joined)
+        conn.presence_state(topic, members)
+        return "ok", {}
+
+    phoenix.route("room:*", on_join=on_join)
+    async with TestServer(phoenix) as server:
+        await run_main(PRESENCE, server.url)
+    assert lines(capsys) == ["joined: alice", "joined: bob", "['alice', 'bob']"]

@@ -34,7 +34,7 @@ with a third driver and a user-written transport that the tests run.
 
 from __future__ import annotations
 
-from .channel import Channel
+from .channel import Channel, ChannelPresence
 from .connection import Connection, ConnectionOwner, describe_error
 from .credentials import Credential
 from .dispatch import DISPATCH_MODES, Dispatch, Dispatcher, ErrorHandler, call_user
@@ -50,7 +50,7 @@ from .runtime import (
     TaskGroup,
     is_cancellation,
 )
-from .session import Hooks, Session
+from .session import HookKind, Hooks, JoinOptions, Session
 from .socket import HeadersSource, ParamsSource, SocketBase, TokenSource
 from .stx import StxPreset, stx_params
 from .transport import (
@@ -72,6 +72,7 @@ __all__ = [
     "ByteStream",
     "CancelScope",
     "Channel",
+    "ChannelPresence",
     "ChannelRoute",
     "Connection",
     "ConnectionOwner",
@@ -82,7 +83,9 @@ __all__ = [
     "Handler",
     "HandshakeRejected",
     "HeadersSource",
+    "HookKind",
     "Hooks",
+    "JoinOptions",
     "MessageQueue",
     "MessageStream",
     "MessageTransport",

@@ -7,16 +7,94 @@ every driver exports this very class.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+import builtins
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, overload
 
+from .._channel import ChannelState
 from .._errors import UsageError
-from .._events import ChannelCloseReason
+from .._events import ChannelCloseReason, PresenceChanged
 from .._message import ChannelMessage
+from .._presence import OnJoin, OnLeave, OnSync, Presence, PresenceState
 from .router import ChannelRoute, Handler
 from .session import Session
 
 H = TypeVar("H", bound=Handler)
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class ChannelPresence:
+    """Who is present on a channel joined with ``presence=True`` (phoenix.js ``Presence``).
+
+    The state follows the server's ``presence_state`` and ``presence_diff`` messages (kept by
+    the core, which queues diffs that come before the state of the current join). The
+    callbacks (sync or async) run in the socket's dispatcher, in order with the messages,
+    for changes handled after they are set: set them before connecting
+    (``Socket.subscribe``), or read :meth:`list` after ``join`` returns.
+    """
+
+    __slots__ = ("_on_join", "_on_leave", "_on_sync", "_tracker")
+
+    def __init__(self, tracker: Presence) -> None:
+        self._tracker = tracker
+        self._on_join: OnJoin | None = None
+        self._on_leave: OnLeave | None = None
+        self._on_sync: OnSync | None = None
+
+    @property
+    def tracker(self) -> Presence:
+        """The core's tracker (``stx_proto.Presence``) this view reads."""
+        return self._tracker
+
+    @property
+    def state(self) -> PresenceState:
+        """``key -> {"metas": [...]}``: a snapshot, never changed afterwards. Read-only."""
+        return self._tracker.state
+
+    @overload
+    def list(self, chooser: None = None) -> builtins.list[dict[str, Any]]: ...
+    @overload
+    def list(self, chooser: Callable[[str, dict[str, Any]], T]) -> builtins.list[T]: ...
+    def list(self, chooser: Callable[[str, dict[str, Any]], Any] | None = None) -> Any:
+        """The presences, or ``chooser(key, presence)`` for each (phoenix.js ``list``)."""
+        return self._tracker.list(chooser)
+
+    def on_join(self, callback: F | None) -> F | None:
+        """Call ``callback(key, current or None, joined)`` for each join; return it.
+
+        Replaces the previous one (None removes it), as phoenix.js does.
+        """
+        self._on_join = callback
+        return callback
+
+    def on_leave(self, callback: F | None) -> F | None:
+        """Call ``callback(key, current after removal, left)`` for each leave; return it.
+
+        Replaces the previous one (None removes it).
+        """
+        self._on_leave = callback
+        return callback
+
+    def on_sync(self, callback: F | None) -> F | None:
+        """Call ``callback()`` after each state or diff applied; return it.
+
+        Replaces the previous one (None removes it).
+        """
+        self._on_sync = callback
+        return callback
+
+    def calls(self, event: PresenceChanged) -> builtins.list[tuple[Callable[..., object], Any]]:
+        """The callback calls ``event`` makes, in phoenix.js order (joins, leaves, sync)."""
+        calls: builtins.list[tuple[Callable[..., object], Any]] = []
+        on_join, on_leave, on_sync = self._on_join, self._on_leave, self._on_sync
+        if on_join is not None:
+            calls.extend((on_join, join) for join in event.joins)
+        if on_leave is not None:
+            calls.extend((on_leave, leave) for leave in event.leaves)
+        if on_sync is not None and event.synced:
+            calls.append((on_sync, ()))
+        return calls
 
 
 class Channel:
@@ -57,6 +135,23 @@ class Channel:
         return self._route.response
 
     @property
+    def state(self) -> ChannelState:
+        """The channel's state: JOINING (waiting for the connection or the server), JOINED,
+        ERRORED (it will rejoin), LEAVING, CLOSED."""
+        return self._session.channel_state(self._route)
+
+    @property
+    def presence(self) -> ChannelPresence:
+        """Who is present (a channel joined with ``presence=True``).
+
+        Raises UsageError for a channel joined without it.
+        """
+        presence: ChannelPresence | None = self._route.presence
+        if presence is None:
+            raise UsageError(f"{self.topic!r} was joined without presence=True")
+        return presence
+
+    @property
     def joined(self) -> bool:
         """True while the channel is joined (False while it rejoins after a reconnect)."""
         return self._session.joined(self._route)
@@ -73,6 +168,8 @@ class Channel:
 
     def __repr__(self) -> str:
         route = self._route
+        if self._session.declared(route):
+            return f"<Channel {route.topic!r} subscribed>"
         if route.close_reason is not None:
             state = f"closed ({route.close_reason.value})"
         elif route.leaving:

@@ -87,6 +87,9 @@ class Dispatcher:
             self.new_queue("sock.messages()") if mode == "queue" else None
         )
         self.done = runtime.event()
+        #: Handlers of every message of every channel (``Socket.add_handler``), run after
+        #: each channel's own.
+        self.all_handlers: list[Callable[[ChannelMessage], object]] = []
 
     def new_queue(self, name: str) -> MessageQueue:
         """A queue with the socket's size and policy (for a channel's ``async for``)."""
@@ -125,9 +128,9 @@ class Dispatcher:
         if messages is not None:
             if not messages.put(msg, msg.topic):
                 self._overflowed(route, messages)
-        elif (route.on_message is not None or route.handlers) and not self._work.put(
-            (route, msg), msg.topic
-        ):
+        elif (
+            route.on_message is not None or route.handlers or self.all_handlers
+        ) and not self._work.put((route, msg), msg.topic):
             self._overflowed(route, self._work)
 
     def hook(self, fn: Callable[..., object] | None, *args: Any) -> None:
@@ -208,6 +211,10 @@ class Dispatcher:
         handlers = route.handlers.get(msg.event)
         if handlers:
             for handler in tuple(handlers):
+                await self._guarded(msg, handler, msg)
+        every = self.all_handlers
+        if every:
+            for handler in tuple(every):
                 await self._guarded(msg, handler, msg)
 
     async def _guarded(

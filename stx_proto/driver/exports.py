@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .._channel import ChannelState
 from .._errors import (
     ClientClosedError,
     ConnectionClosedError,
@@ -18,11 +19,19 @@ from .._errors import (
     StxWsError,
     UsageError,
 )
-from .._events import ChannelCloseReason, Disconnected, DisconnectReason, PushFailure
+from .._events import (
+    ChannelClosed,
+    ChannelCloseReason,
+    ChannelErrored,
+    Disconnected,
+    DisconnectReason,
+    PushFailure,
+)
 from .._message import ChannelMessage
 from .._retry import RetryPolicy
+from .._socket_state import SocketState
 from .._stx import Channels
-from .channel import Channel
+from .channel import Channel, ChannelPresence
 from .dispatch import Dispatch
 from .queues import Overflow
 from .router import Handler, SocketStats
@@ -31,7 +40,11 @@ from .transport import MessageTransport, StreamTransport
 __all__ = [
     "Channel",
     "ChannelCloseReason",
+    "ChannelClosed",
+    "ChannelErrored",
     "ChannelMessage",
+    "ChannelPresence",
+    "ChannelState",
     "Channels",
     "ClientClosedError",
     "ConnectionClosedError",
@@ -52,6 +65,7 @@ __all__ = [
     "PushTimeout",
     "QueueOverflowError",
     "RetryPolicy",
+    "SocketState",
     "SocketStats",
     "StreamTransport",
     "StxWsError",

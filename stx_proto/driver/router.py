@@ -173,9 +173,13 @@ class ChannelRoute:
     ``leaving`` is set when the user asks to leave; ``failure`` when the channel is failed by
     the kit (a queue overflow under ``overflow="error"``). ``on_message`` and ``handlers``
     are run by the dispatcher; ``buffer`` holds messages for the channel's ``async for``.
+    ``on_error`` and ``on_close`` are the channel's hooks; ``presence`` its presence view
+    (the driver's, when joined with presence); ``background`` is True for a join nobody
+    awaits (``Socket.subscribe``).
     """
 
     __slots__ = (
+        "background",
         "buffer",
         "close_payload",
         "close_reason",
@@ -188,7 +192,10 @@ class ChannelRoute:
         "joined",
         "leaves",
         "leaving",
+        "on_close",
+        "on_error",
         "on_message",
+        "presence",
         "response",
         "topic",
     )
@@ -210,6 +217,10 @@ class ChannelRoute:
         self.buffer: MessageQueue | None = None
         #: Events whose invalid typed payloads have been logged (once each).
         self.invalid_events: set[str] = set()
+        self.on_error: Callable[[Any], object] | None = None
+        self.on_close: Callable[[Any], object] | None = None
+        self.presence: Any = None
+        self.background = False
 
     def end_error(self, gave_up: GaveUpError | None) -> StxWsError | None:
         """What ends this channel's iteration: None for a normal end (left, socket closed)."""

@@ -85,7 +85,10 @@ class Runtime:
     (``math.inf``: no deadline); ``semaphore(n)`` a :class:`Semaphore`; ``cancelled()``
     returns the loop's cancellation exception class; ``checkpoint()`` lets other tasks run;
     ``logger`` is the driver's logger (every record of the kit goes to it); ``check_loop()``
-    says clearly when the driver is used on a loop it cannot run on.
+    says clearly when the driver is used on a loop it cannot run on; ``current_task()``
+    returns a value that identifies the running task (equal for the same task), so that the
+    kit can tell a caller that it must exit a task group in the task that entered it (the
+    default, None for every task, turns that check off).
     """
 
     now: Callable[[], float]
@@ -102,6 +105,8 @@ class Runtime:
     #: Unix time in seconds (``time.time``): what signed handshakes are stamped with. None
     #: when the driver has none to offer (signing then needs ``wall_clock=`` from the user).
     wall_clock: Callable[[], float] | None = None
+    #: Identifies the running task (see above); called by ``connect()`` and ``close()``.
+    current_task: Callable[[], object] = attrs.field(default=lambda: None)
 
 
 class Signal:

@@ -2,8 +2,11 @@
 
 Theory of operation
 -------------------
-Three kinds of task run in the session's task group, which is entered in the task of the
-socket's ``async with`` block (so the session can cancel that block to raise a fatal error):
+Three kinds of task run in the session's task group, which is entered by the task that
+starts the socket and exited by that same task (trio and anyio require it): the task of the
+socket's ``async with`` block (the session can then cancel the block to raise a fatal error),
+the task that called ``connect()`` (its ``close()`` exits the group; a fatal error is raised
+by the next call instead), or the task of ``arun()``:
 
 * the **pump** owns the core. It pulls outputs with ``client.next_event()`` until
   :class:`~stx_proto.SleepUntil` and carries them out without ever awaiting: bytes and
@@ -15,6 +18,9 @@ socket's ``async with`` block (so the session can cancel that block to raise a f
   CloseTransport drained) is never reported to it again.
 * one **connection** task per ``OpenTransport`` (see :mod:`.connection`).
 * the **dispatcher** runs handlers and hooks (see :mod:`.dispatch`).
+
+Channels declared before the socket starts (``Socket.subscribe``) are joined by the pump
+when the WebSocket first opens, so a slow first connect does not time them out.
 
 User calls (``join``, ``push``, ``leave``, ``close``) call the core synchronously with
 ``now = runtime.now()``, register a waiter with the router, wake the pump, and await the
@@ -28,7 +34,8 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from .._channel import ChannelState
 from .._client import Client
@@ -40,6 +47,7 @@ from .._events import (
     Closed,
     CloseTransport,
     Connected,
+    ControlReceived,
     Disconnected,
     DisconnectReason,
     Event,
@@ -52,6 +60,7 @@ from .._events import (
     MessageReceived,
     OpenTransport,
     PayloadInvalid,
+    PresenceChanged,
     SendBytes,
     SendMessage,
     SleepUntil,
@@ -76,6 +85,15 @@ _UNEXPECTED_CLOSES = frozenset({ChannelCloseReason.JOIN_FAILED, ChannelCloseReas
 
 _COMMANDS = (OpenTransport, SendBytes, SendMessage, CloseTransport, SleepUntil)
 
+#: The session whose dispatcher runs the current task (a handler or hook), if any.
+_HANDLER_OF: ContextVar[Session | None] = ContextVar("stx_ws_handler_of", default=None)
+
+#: How the session was started: ``async with``, ``connect()``, or ``arun()``.
+StartMode = Literal["block", "manual", "run"]
+
+#: The kinds of socket hook (``Socket.add_hook``).
+HookKind = Literal["open", "close", "rejoin", "gave_up"]
+
 _UNREAD_HINT = (
     "; nobody reads this channel yet: pass on_message=, add ch.on(event, handler), "
     "or iterate it with async for"
@@ -83,9 +101,10 @@ _UNREAD_HINT = (
 
 
 class Hooks:
-    """The socket's lifecycle hooks (each may be None): see ``Socket.__init__``."""
+    """The socket's lifecycle hooks, each kind a list run in order: see ``Socket.__init__``
+    and ``Socket.add_hook``."""
 
-    __slots__ = ("on_close", "on_gave_up", "on_open", "on_rejoin")
+    __slots__ = ("close", "gave_up", "open", "rejoin")
 
     def __init__(
         self,
@@ -94,10 +113,39 @@ class Hooks:
         on_rejoin: Callable[[Any], object] | None = None,
         on_gave_up: Callable[[GaveUpError], object] | None = None,
     ) -> None:
-        self.on_open = on_open
-        self.on_close = on_close
-        self.on_rejoin = on_rejoin
-        self.on_gave_up = on_gave_up
+        self.open: list[Callable[..., object]] = [on_open] if on_open else []
+        self.close: list[Callable[..., object]] = [on_close] if on_close else []
+        self.rejoin: list[Callable[..., object]] = [on_rejoin] if on_rejoin else []
+        self.gave_up: list[Callable[..., object]] = [on_gave_up] if on_gave_up else []
+
+    def of(self, kind: str) -> list[Callable[..., object]]:
+        """The list of hooks of ``kind``; raises UsageError for an unknown kind."""
+        if kind in self.__slots__:
+            hooks: list[Callable[..., object]] = getattr(self, kind)
+            return hooks
+        kinds = ", ".join(repr(k) for k in sorted(self.__slots__))
+        raise UsageError(f"unknown hook kind {kind!r}; the kinds are {kinds}")
+
+
+class JoinOptions:
+    """What a join asks for besides its topic and payload (see ``Socket.join``)."""
+
+    __slots__ = ("control_frames", "ping", "presence", "timeout", "types")
+
+    def __init__(
+        self,
+        timeout: float | None = None,
+        presence: Any = False,
+        control_frames: bool = False,
+        *,
+        ping: PingSpec | DefaultPing = DEFAULT_PING,
+        types: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.presence = presence  # False, or the core Presence tracker to use
+        self.control_frames = control_frames
+        self.ping = ping  # the channel's keepalive (see stx_proto._keepalive)
+        self.types = types  # typed payloads (msgspec), event -> type
 
 
 class Session:
@@ -137,6 +185,8 @@ class Session:
         self._transport = transport
         self._credentials = credentials
         self._close_timeout = close_timeout
+        #: The socket's ``close_timeout``.
+        self.close_timeout = close_timeout
         self._logger: logging.Logger = runtime.logger
         self._host = host
         self._ssl = ssl
@@ -154,6 +204,10 @@ class Session:
         self._failed_connects = 0  # connects that failed in a row
         self._refused_with: int | None = None  # the status of a refusal not yet logged
         self._block_cancelled = False  # the pump cancelled the body to raise self._fatal
+        self.mode: StartMode = "block"
+        self._owner: object = None  # the task that entered the task group
+        # Channels declared before the start, joined at the first open.
+        self._declared: list[tuple[ChannelRoute, Any, JoinOptions]] = []
 
     # ------------------------------------------------------------------------------------
     # What a connection needs (ConnectionOwner)
@@ -186,28 +240,46 @@ class Session:
     # ------------------------------------------------------------------------------------
     # Life cycle
 
-    async def start(self) -> None:
+    async def start(self, mode: StartMode = "block") -> None:
         """Open the task group (in the caller's task), connect, start the pump.
 
-        Raises UsageError when the session was already started.
+        ``mode`` says who will end the session (see the module docstring). Raises UsageError
+        when the session was already started.
         """
         if self.stage != "new":
-            raise UsageError("a Socket can be used in `async with` only once")
-        self.runtime.check_loop()
-        manager = self.runtime.task_group()
+            raise UsageError("a Socket connects once: make a new one")
+        runtime = self.runtime
+        runtime.check_loop()
+        manager = runtime.task_group()
         self._tg = await manager.__aenter__()
         self._tg_manager = manager
+        self._owner = runtime.current_task()
+        self.mode = mode
         self.stage = "running"
-        self.client.connect(self.runtime.now())
-        self._tg.start_soon(self.dispatcher.run)
+        self.client.connect(runtime.now())
+        self._tg.start_soon(self._run_dispatcher)
         self._tg.start_soon(self._run_pump)
 
+    async def _run_dispatcher(self) -> None:
+        _HANDLER_OF.set(self)  # handlers and hooks run in this task or its children
+        await self.dispatcher.run()
+
+    @property
+    def in_owner(self) -> bool:
+        """True when the running task is the one that started the session."""
+        return self.runtime.current_task() == self._owner
+
+    @property
+    def in_handler(self) -> bool:
+        """True when the running task runs this session's handlers or hooks."""
+        return _HANDLER_OF.get() is self
+
     async def stop(self, exc: BaseException | None) -> None:
-        """End the session, for the socket's ``__aexit__`` (``exc``: what the body raised).
+        """End the session in the task that started it (``exc``: what the body raised).
 
         A normal exit closes cleanly (leaves, close 1000) and lets the handlers finish; a
         cancelled body aborts the connection. Raises the session's fatal error (a GaveUpError
-        without ``on_gave_up``, an internal failure) if there is one.
+        without an ``on_gave_up`` hook, an internal failure) if there is one.
         """
         runtime = self.runtime
         # The pump cancels the body to raise self._fatal: whatever shape that cancellation
@@ -216,19 +288,7 @@ class Session:
         self.stage = "exiting"  # from now on the pump must not cancel the block
         try:
             if not cancelled:
-                if self._fatal is None:
-                    await self.close()
-                # Let the handlers of what arrived before the close (and on_close) run, and
-                # the last connection flush its close.
-                if not await self._wait_for(self.dispatcher.done):
-                    self._logger.warning(
-                        "handlers still running %.1f s after close", self._close_timeout
-                    )
-                last = self._last_conn
-                # Always set by now (the pump opened a connection before close() returned);
-                # the check keeps a socket that never connected from failing here.
-                if last is not None:  # pragma: no branch
-                    await self._wait_for(last.finished)
+                await self._finish()
         finally:
             self.stage = "done"
             self.client.close(runtime.now())  # a no-op unless aborted
@@ -243,10 +303,42 @@ class Session:
         if self._fatal is not None and (exc is None or cancelled):
             raise self._fatal
 
+    async def _finish(self) -> None:
+        """Close cleanly and let the handlers and the last connection finish."""
+        if self._fatal is None:
+            await self.close_connection()
+        # Let the handlers of what arrived before the close (and on_close) run, and the last
+        # connection flush its close.
+        if not await self._wait_for(self.dispatcher.done):
+            self._logger.warning("handlers still running %.1f s after close", self._close_timeout)
+        last = self._last_conn
+        # Always set by now (the pump opened a connection before the close completed); the
+        # check keeps a socket that never connected from failing here.
+        if last is not None:  # pragma: no branch
+            await self._wait_for(last.finished)
+
     async def close(self) -> None:
         """See ``Socket.close``."""
-        if self.stage == "new":
-            raise UsageError("the socket is not open: use `async with Socket(...)`")
+        stage = self.stage
+        if stage == "new":
+            return
+        if self.mode == "manual" and stage == "running":
+            if self.in_owner:
+                await self.stop(None)
+                return
+            if not self.in_handler:
+                raise UsageError(
+                    "close() must be called in the task that called connect(): its task "
+                    "group is exited there (trio and anyio require it). To stop the socket "
+                    "from another task, run it with `async with` or arun() instead"
+                )
+        await self.close_connection()
+
+    async def close_connection(self) -> None:
+        """Leave every channel, close the WebSocket, and return once the core is closed.
+
+        A no-op once closed. Only called once started.
+        """
         router = self.router
         if router.closed or self.stage == "done":
             return
@@ -259,7 +351,9 @@ class Session:
     async def wait_closed(self) -> None:
         """See ``Socket.wait_closed``."""
         if self.stage == "new":
-            raise UsageError("the socket is not open: use `async with Socket(...)`")
+            raise UsageError(
+                "the socket is not open: use `async with Socket(...)` or `await sock.connect()`"
+            )
         router = self.router
         if not router.closed and self.stage != "done":
             done = self.runtime.event()
@@ -271,11 +365,13 @@ class Session:
     def check_running(self) -> None:
         """Raise what a call on this socket must raise now, if anything.
 
-        UsageError before ``async with``; the GaveUpError once it gave up; the fatal error of
-        an internal failure; ClientClosedError once closed.
+        UsageError before it started; the GaveUpError once it gave up; the fatal error of an
+        internal failure; ClientClosedError once closed.
         """
         if self.stage == "new":
-            raise UsageError("the socket is not open: use `async with Socket(...)`")
+            raise UsageError(
+                "the socket is not open: use `async with Socket(...)` or `await sock.connect()`"
+            )
         gave_up = self.router.gave_up
         if gave_up is not None:
             raise gave_up
@@ -294,21 +390,11 @@ class Session:
     # ------------------------------------------------------------------------------------
     # Channels
 
-    async def join(
-        self,
-        topic: str,
-        payload: Any,
-        on_message: Handler | None,
-        timeout: float | None,
-        *,
-        ping: PingSpec | DefaultPing = DEFAULT_PING,
-        types: Mapping[str, Any] | None = None,
-    ) -> ChannelRoute:
-        """Join ``topic``; return its route once the server accepted the join.
+    def new_route(self, topic: str, on_message: Handler | None) -> ChannelRoute:
+        """A route for a join of ``topic``, buffering its messages until someone reads them.
 
-        Raises what ``Socket.join`` documents.
+        Raises UsageError for a handler with ``dispatch="queue"``.
         """
-        self.check_running()
         dispatcher = self.dispatcher
         queue_mode = dispatcher.mode == "queue"
         if on_message is not None and queue_mode:
@@ -319,8 +405,78 @@ class Session:
             # the overflow warning says how to (a channel joined only to push fills up).
             route.buffer = buffer = dispatcher.new_queue(f"channel {topic!r}")
             buffer.queue.hint = _UNREAD_HINT
+        return route
+
+    def _core_join(self, route: ChannelRoute, payload: Any, options: JoinOptions) -> None:
+        """Join ``route``'s topic in the core and register the route (no await between)."""
         self.client.join(
-            self.runtime.now(), topic, payload, timeout=timeout, ping=ping, types=types
+            self.runtime.now(),
+            route.topic,
+            payload,
+            timeout=options.timeout,
+            presence=options.presence,
+            control_frames=options.control_frames,
+            ping=options.ping,
+            types=options.types,
+        )
+        self.router.add_channel(route)
+
+    def subscribe(self, route: ChannelRoute, payload: Any, options: JoinOptions) -> None:
+        """Join ``route`` without waiting: now if started, else at the first open.
+
+        Raises UsageError for a topic already joined or declared, or a payload that cannot
+        be encoded (when started); what ``check_running`` raises once closed.
+        """
+        route.background = True
+        if self.stage == "new":
+            topic = route.topic
+            if any(declared.topic == topic for declared, _, _ in self._declared):
+                raise UsageError(f"{topic!r} is already subscribed")
+            self._declared.append((route, payload, options))
+            return
+        self.check_running()
+        self._core_join(route, payload, options)
+        self._wakeup.set()
+
+    def declared(self, route: ChannelRoute) -> bool:
+        """True while ``route`` waits for the socket's first open to be joined."""
+        return any(declared is route for declared, _, _ in self._declared)
+
+    def _join_declared(self) -> None:
+        """Join the channels declared before the start (the WebSocket just opened)."""
+        declared, self._declared = self._declared, []
+        for route, payload, options in declared:
+            try:
+                self._core_join(route, payload, options)
+            except StxWsError as exc:  # a payload that cannot be encoded, a topic joined since
+                self._logger.error("could not subscribe to %r: %s", route.topic, exc)
+                self._retire(route, exc)
+
+    def _retire_declared(self) -> None:
+        """The socket closed before its first open: end the declared channels."""
+        declared, self._declared = self._declared, []
+        for route, _, _ in declared:
+            self._retire(route, None)
+
+    def _retire(self, route: ChannelRoute, error: StxWsError | None) -> None:
+        route.closed = True
+        route.close_reason = ChannelCloseReason.SOCKET_CLOSED
+        route.failure = error
+        route.end_iteration(self.router.gave_up)
+
+    async def join_route(
+        self, route: ChannelRoute, payload: Any, options: JoinOptions
+    ) -> ChannelRoute:
+        """Join ``route``'s topic; return the route once the server accepted the join."""
+        self.client.join(
+            self.runtime.now(),
+            route.topic,
+            payload,
+            timeout=options.timeout,
+            presence=options.presence,
+            control_frames=options.control_frames,
+            ping=options.ping,
+            types=options.types,
         )
         done = self.runtime.event()
         waiter = Pending(done.set)
@@ -334,6 +490,15 @@ class Session:
             raise
         waiter.result()
         return route
+
+    def channel_state(self, route: ChannelRoute) -> ChannelState:
+        """The state of ``route``'s channel (JOINING while it waits for the first open)."""
+        if route.closed:
+            return ChannelState.CLOSED
+        if not self.router.is_current(route):
+            # Declared and not joined yet, or replaced by a newer join while leaving.
+            return ChannelState.JOINING if self.declared(route) else ChannelState.LEAVING
+        return self.client.channel_state(route.topic)
 
     def joined(self, route: ChannelRoute) -> bool:
         """True while ``route``'s channel is joined (False while it rejoins)."""
@@ -450,6 +615,7 @@ class Session:
 
     def _abort(self, error: StxWsError) -> None:
         """Fail every waiter and end every iteration: the pump is gone."""
+        self._retire_declared()
         self.router.abort(error)
         if self.dispatcher.messages is not None:
             self.dispatcher.messages.close(error)
@@ -476,7 +642,9 @@ class Session:
         if self._fatal is not None:
             # Let on_close and the handlers of what came before run, then stop the block.
             await self._wait_for(dispatcher.done)
-            if self.stage == "running":  # cancel the body: the block raises self._fatal
+            if self.stage == "running" and self.mode == "block":
+                # Cancel the body: the block raises self._fatal. (After connect() or in
+                # arun(), the next call, close() or arun() raises it instead.)
                 self._block_cancelled = True
                 tg = self._tg
                 assert tg is not None  # the pump runs in it
@@ -567,6 +735,8 @@ class Session:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     conn.close(self._close_timeout, out.code, out.reason)
+            elif type(out) is ControlReceived:
+                self._deliver(out.message)
             else:
                 # Only events are left (type() is X does not narrow the other way).
                 assert not isinstance(out, _COMMANDS)
@@ -653,27 +823,44 @@ class Session:
         if type(event) is Joined:
             if event.rejoin and route is not None:
                 logger.info("rejoined %r", event.topic)
-                dispatcher.hook(hooks.on_rejoin, route.handle)
+                for fn in hooks.rejoin:
+                    dispatcher.hook(fn, route.handle)
+        elif type(event) is PresenceChanged:
+            route = self.router.channel(event.topic)
+            # Only a channel joined with presence=True reports presence, and the socket gave
+            # its route the view then.
+            if route is not None and route.presence is not None:  # pragma: no branch
+                for fn, args in route.presence.calls(event):
+                    dispatcher.hook(fn, *args)
         elif type(event) is ChannelClosed:
             # Every channel of the core has a route (join adds it right after the core's join).
-            if route is not None and route.joined and event.reason in _UNEXPECTED_CLOSES:
-                logger.warning("channel %r closed for good: %s", route.topic, event.reason.value)
+            if route is not None:  # pragma: no branch
+                if (route.joined or route.background) and event.reason in _UNEXPECTED_CLOSES:
+                    logger.warning(
+                        "channel %r closed for good: %s", route.topic, event.reason.value
+                    )
+                dispatcher.hook(route.on_close, event)
         elif type(event) is Connected:
             logger.info("connected to %s", self._host)
             self._ws_open = True
             self._failed_connects = 0
-            dispatcher.hook(hooks.on_open)
+            if self._declared:
+                self._join_declared()
+            for fn in hooks.open:
+                dispatcher.hook(fn)
         elif type(event) is Disconnected:
             self._log_disconnect(event)
-            dispatcher.hook(hooks.on_close, event)
+            for fn in hooks.close:
+                dispatcher.hook(fn, event)
         elif type(event) is GaveUp:
             gave_up = self.router.gave_up
             assert gave_up is not None
             logger.warning(
                 "gave up on %s: %s", self._host, gave_up, extra={"stx_ws_event": "gave_up"}
             )
-            if hooks.on_gave_up is not None:
-                dispatcher.hook(hooks.on_gave_up, gave_up)
+            if hooks.gave_up:
+                for fn in hooks.gave_up:
+                    dispatcher.hook(fn, gave_up)
             else:
                 self._fatal = gave_up
         elif type(event) is HandshakeRefused:
@@ -684,8 +871,12 @@ class Session:
             self._payload_invalid(event)
         elif type(event) is ChannelErrored:
             logger.info("channel %r errored (%s)", event.topic, event.reason)
+            route = self.router.channel(event.topic)
+            if route is not None:  # pragma: no branch - every core channel has a route
+                dispatcher.hook(route.on_error, event)
         elif type(event) is JoinFailed:
             if event.retry_at is not None:
                 logger.info("rejoin of %r failed; retrying", event.topic)
         elif type(event) is Closed:
             logger.debug("socket to %s closed", self._host)
+            self._retire_declared()

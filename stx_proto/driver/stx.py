@@ -35,7 +35,7 @@ from .._stx_settings import AccessToken, StxAuthKind, StxSettings
 from .channel import Channel
 from .router import ChannelRoute, Handler
 from .session import Session
-from .socket import SocketBase
+from .socket import OnChannelClose, OnChannelError, SocketBase
 from .stx_io import read_stx_settings
 
 #: Seconds between channel pings on an STX socket (STX's official SDK pings every 30 s).
@@ -267,6 +267,12 @@ class StxPreset(SocketBase):
         environment anyway; here for those who expect the name (maicoin.ws's ``from_env``)."""
         return cls(**options)
 
+    def resolve_topic(self, topic: str) -> str:
+        """A :class:`Channels` member as its topic (user-scoped ones as
+        ``<channel>:<user_id>``), any other topic as it is: what ``join`` and ``subscribe``
+        join."""
+        return stx_topic(topic, self.user_id)
+
     async def join(
         self,
         topic: str | Channels | StxChannel,
@@ -274,9 +280,13 @@ class StxPreset(SocketBase):
         *,
         on_message: Handler | None = None,
         timeout: float | None = None,
+        presence: bool = False,
+        control_frames: bool | None = None,
+        on_error: OnChannelError | None = None,
+        on_close: OnChannelClose | None = None,
+        types: Mapping[str, Any] | None = None,
         cancel_on_disconnect: bool = False,
         ping_timeout: int | None = None,
-        types: Mapping[str, Any] | None = None,
     ) -> StxChannelHandle:
         """Join an :class:`~stx_proto.StxChannel` (``StxChannels.orders(...)``: its topic and
         join options), a legacy :class:`Channels` member, or any raw topic. Per-user topics
@@ -288,23 +298,33 @@ class StxPreset(SocketBase):
         if isinstance(topic, StxChannel):
             channel = topic.for_user(self.user_id) if topic.user_scoped else topic
             name = channel.topic
-            options = channel.payload()
+            join_options = channel.payload()
             cod = channel.cancel_on_disconnect
         else:
             name = stx_topic(topic, self.user_id)
-            options = {}
+            join_options = {}
             cod = False
         if cancel_on_disconnect:
             cod = True
-            options["cancel_on_disconnect"] = True
+            join_options["cancel_on_disconnect"] = True
             if ping_timeout is not None:
-                options["ping_timeout"] = ping_timeout
+                join_options["ping_timeout"] = ping_timeout
         if payload is _UNSET:
-            payload = options or None
+            payload = join_options or None
         session = self._session
-        ping = granted_ping_plan if cod else DEFAULT_PING
-        route = await session.join(name, payload, on_message, timeout, ping=ping, types=types)
-        return StxChannelHandle(session, route, payload)
+        route, options = self._route(
+            name,
+            on_message=on_message,
+            presence=presence,
+            control_frames=control_frames,
+            on_error=on_error,
+            on_close=on_close,
+            timeout=timeout,
+            types=types,
+            ping=granted_ping_plan if cod else DEFAULT_PING,
+        )
+        session.check_running()
+        return StxChannelHandle(session, await session.join_route(route, payload, options), payload)
 
 
 def _no_ping(topic: str) -> bool:

@@ -19,6 +19,7 @@ from stx_proto import (
     ChannelState,
     Client,
     Connected,
+    ControlReceived,
     Disconnected,
     Joined,
     JoinFailed,
@@ -1205,6 +1206,59 @@ def test_no_presence_tracking_by_default(make_link: MakeLink) -> None:
     link.server.presence_state("room", {"x": {"metas": [{"phx_ref": "1"}]}})
     link.pump()
     assert [type(e) for e in link.take()] == [MessageReceived]
+
+
+# --------------------------------------------------------------------------------------------
+# Control frames for the application (join(..., control_frames=True))
+
+
+def test_control_frames_of_a_channel_that_asked_for_them(make_link: MakeLink) -> None:
+    link = connected(make_link, "quiet")
+    link.join("room", control_frames=True)
+    (control, joined) = link.take()
+    # The join's reply comes first, as a ControlReceived, then the core's Joined.
+    assert isinstance(control, ControlReceived) and isinstance(joined, Joined)
+    reply = control.message
+    assert (reply.topic, reply.event, reply.reply_status, reply.is_reply) == (
+        "room",
+        "phx_reply",
+        "ok",
+        True,
+    )
+    assert reply.msg_ref == reply.ref == link.client.join_ref("room")
+    ref = link.push("room", "echo", {"n": 1})
+    (control, replied) = link.take()
+    assert isinstance(control, ControlReceived) and control.message.msg_ref == ref
+    assert isinstance(replied, ReplyReceived) and replied.response == {"n": 1}
+    # A channel that did not ask sees no control frames.
+    link.push("quiet", "echo", {})
+    assert [type(e) for e in link.take()] == [ReplyReceived]
+    # phx_error: the frame, then the core's ChannelErrored.
+    conn_of(link).send_error("room")
+    link.pump()
+    (control, errored) = link.take()
+    assert isinstance(control, ControlReceived) and control.message.is_error
+    assert isinstance(errored, ChannelErrored)
+    link.advance_until(Joined)
+    link.take()
+    # phx_close: the frame, then ChannelClosed.
+    conn_of(link).send_close("room")
+    link.pump()
+    (control, closed) = link.take()
+    assert isinstance(control, ControlReceived) and control.message.event == "phx_close"
+    assert isinstance(closed, ChannelClosed) and closed.reason is ChannelCloseReason.SERVER_CLOSED
+
+
+def test_no_control_frames_while_closing_or_stale(make_link: MakeLink) -> None:
+    link = connected(make_link)
+    link.join("room", control_frames=True)
+    link.take()
+    # A phx_error of an earlier join (vsn 1.0.0 style: no join_ref, another ref) is stale.
+    conn_of(link).send_raw('[null, "999", "room", "phx_error", {}]')
+    link.pump()
+    assert link.take() == []
+    link.close()
+    assert not [e for e in link.take() if isinstance(e, ControlReceived)]
 
 
 # --------------------------------------------------------------------------------------------

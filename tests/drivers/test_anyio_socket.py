@@ -23,4 +23,3 @@ def test_run_outside_an_event_loop(backend: str) -> None:
                 return await ch.push("echo", {"topic": topic})
 
     assert run(main, "room:1", backend=backend) == {"topic": "room:1"}
-    assert Socket.run(main, "room:2", backend=backend) == {"topic": "room:2"}

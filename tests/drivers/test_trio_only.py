@@ -64,7 +64,6 @@ async def _echo(topic: str) -> Any:
 
 def test_run_outside_an_event_loop() -> None:
     assert run(_echo, "room:1") == {"topic": "room:1"}
-    assert Socket.run(_echo, "room:2", backend="trio") == {"topic": "room:2"}
     # backend_options go to trio.run.
     assert run(_echo, "room:3", backend_options={"strict_exception_groups": True}) == {
         "topic": "room:3"
