@@ -169,3 +169,13 @@ def test_few_type_ignores_each_with_its_reason() -> None:
     assert len(ignores) <= 5, ignores
     # The reason follows on the same line, as a comment of its own.
     assert all(line.split("# type: ignore", 1)[1].count("#") == 1 for _, line in ignores), ignores
+
+
+def test_the_client_stays_small() -> None:
+    # The connection's logic only: what concerns one topic is the channel module's.
+    path = ROOT / "stx_proto" / "_client.py"
+    source = path.read_text(encoding="utf-8")
+    (client,) = [node for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
+    assert client.end_lineno is not None
+    assert client.end_lineno - client.lineno + 1 <= 700
+    assert len(source.splitlines()) <= 800
