@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import anyio
 import pytest
@@ -82,7 +84,8 @@ def test_example_runs(path: Path, index: int) -> None:
     name = f"{path.relative_to(ROOT).as_posix()}[block {index}]"
     namespace: dict[str, Any] = {"__name__": "__main__"}
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    # mock.patch.dict: an example that sets $STX_WS_URL and friends leaves no trace.
+    with contextlib.redirect_stdout(out), mock.patch.dict(os.environ):
         exec(compile(code, name, "exec"), namespace)
         for key, value in list(namespace.items()):
             if key.startswith("test_") and callable(value):
