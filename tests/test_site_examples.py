@@ -24,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import os
 import re
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 OWN_TESTS = {"drivers.md"}  # pages whose blocks run in a test module of their own
 OTHERS_ALLOWED = {"migration.md"}
+LIMIT = 20  # seconds any one example may take
 
 _FENCE = re.compile(r"^```(\S*)([^\n]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 
@@ -84,14 +87,50 @@ def test_example_runs(path: Path, index: int) -> None:
     name = f"{path.relative_to(ROOT).as_posix()}[block {index}]"
     namespace: dict[str, Any] = {"__name__": "__main__"}
     out = io.StringIO()
+    restore_logging = keep_logging()
     # mock.patch.dict: an example that sets $STX_WS_URL and friends leaves no trace.
-    with contextlib.redirect_stdout(out), mock.patch.dict(os.environ):
-        exec(compile(code, name, "exec"), namespace)
-        for key, value in list(namespace.items()):
-            if key.startswith("test_") and callable(value):
-                run_test(value)
+    with contextlib.redirect_stdout(out), mock.patch.dict(os.environ), deadline(LIMIT):
+        try:
+            exec(compile(code, name, "exec"), namespace)
+            for key, value in list(namespace.items()):
+                if key.startswith("test_") and callable(value):
+                    run_test(value)
+        finally:
+            restore_logging()
     if expected is not None:
         assert out.getvalue().splitlines() == expected.splitlines()
+
+
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail an example that runs longer than ``seconds`` (SIGALRM: tests run on the main
+    thread), instead of hanging the suite."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"the example ran for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def keep_logging() -> Callable[[], None]:
+    """Note the logging set-up (an example may configure it); returns what puts it back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("stx_anyio", "stx_trio")}
+
+    def restore() -> None:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, old in levels.items():
+            logging.getLogger(name).setLevel(old)
+
+    return restore
 
 
 def run_test(fn: Callable[[], Any]) -> None:
