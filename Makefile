@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench soak fuzz clean
+.PHONY: demo test lint types unit docs bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ unit: $(STAMP)
 
 test: lint types unit
 
+# The documentation site, into site/, with every warning an error (tests/test_site.py builds
+# it inside `make test` too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_throughput.py
 	$(BIN)/python benchmarks/engine_parse.py
@@ -47,4 +52,4 @@ soak: $(STAMP)
 	STX_SOAK=long $(BIN)/python -m pytest tests/soak -q -s -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz
