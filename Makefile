@@ -1,5 +1,6 @@
 # The two commands: `make demo` and `make test`. Both create .venv on first use.
-# Reliability, on demand: `make fuzz` (atheris over every fuzz target, bounded in time and at
+# On demand: `make bench` (every client side by side, about 15 minutes, writes
+# docs/benchmarks.md), `make fuzz` (atheris over every fuzz target, bounded in time and at
 # least 100,000 inputs each) and `make soak` (the ten-minute chaos soak).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -37,9 +38,11 @@ test: lint types unit
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The side-by-side benchmarks (at most 15 minutes): writes docs/benchmarks.md and
+# docs/img/bench-*.png. The two peers are installed in their own venvs under .bench/.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/core_throughput.py
-	$(BIN)/python benchmarks/engine_parse.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/side_by_side.py
 
 # atheris is a separate extra: its wheels cover only some platforms and Pythons, and building
 # it from source needs clang and libFuzzer. Without it, fuzz/run.py runs the hypothesis
@@ -52,4 +55,4 @@ soak: $(STAMP)
 	STX_SOAK=long $(BIN)/python -m pytest tests/soak -q -s -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz
+	rm -rf $(VENV) site .bench .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz

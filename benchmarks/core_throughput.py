@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
@@ -26,21 +28,16 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 from stx_proto import Client, MessageReceived, SleepUntil, resolve_engine
 from stx_proto.testing import Link, PhoenixServer
 
+# market_update lives in bench_common (standard library only, for the peers' environments).
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+from bench_common import market_update  # noqa: E402
+
+__all__ = ["TOPIC", "build_frames", "joined_client", "main", "market_update"]
+
 TOPIC = "market_info"
 CHUNK = 64 * 1024
-
-
-def market_update(i: int) -> dict[str, object]:
-    """A market update shaped like STX's market_info payloads (~300 bytes on the wire)."""
-    return {
-        "market_id": f"6f1c2a9e-4b7d-4e21-9c3a-{i % 1000:012d}",
-        "status": "open",
-        "bids": [{"price": 4500 + i % 50, "quantity": 120}, {"price": 4450, "quantity": 300}],
-        "offers": [{"price": 4600 + i % 50, "quantity": 80}, {"price": 4650, "quantity": 210}],
-        "last_traded_price": 4550,
-        "volume_24h": 1_204_330 + i,
-        "updated_at": "2026-11-23T16:20:00.123456Z",
-    }
 
 
 def joined_client(codec: str, server: PhoenixServer, engine: str = "wsproto") -> Link:

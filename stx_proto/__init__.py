@@ -2,7 +2,7 @@
 
 It holds the whole protocol (framing, refs, heartbeat, reconnect and rejoin, push buffering,
 presence, and the WebSocket layer on wsproto) and performs no I/O: the caller passes ``now``
-and carries out the commands it returns. See ``docs/core.md`` for the contract.
+and carries out the commands it returns. See ``docs/core/index.md`` for the contract.
 """
 
 from ._channel import ChannelState
@@ -28,6 +28,7 @@ from ._events import (
     ChannelClosed,
     ChannelCloseReason,
     ChannelErrored,
+    ChannelPingFailed,
     Closed,
     CloseTransport,
     Command,
@@ -52,6 +53,7 @@ from ._events import (
     SendMessage,
     SleepUntil,
 )
+from ._keepalive import PingPlan, PingSpec
 from ._message import ChannelMessage
 from ._presence import Presence, PresenceUpdate, list_presences, sync_diff, sync_state
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
@@ -98,6 +100,7 @@ __all__ = [
     "ChannelClosed",
     "ChannelErrored",
     "ChannelMessage",
+    "ChannelPingFailed",
     "ChannelState",
     "Channels",
     "Client",
@@ -127,6 +130,8 @@ __all__ = [
     "OpenTransport",
     "OrjsonCodec",
     "Output",
+    "PingPlan",
+    "PingSpec",
     "Presence",
     "PresenceChanged",
     "PresenceUpdate",

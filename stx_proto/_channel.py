@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from random import Random
 from typing import Any
 
-from ._checks import name_text
+from ._checks import callable_or_none, name_text, real
 from ._codec import JsonCodec
 from ._errors import StxWsError, UsageError
 from ._events import (
@@ -41,6 +41,7 @@ from ._events import (
     PushFailure,
     ReplyReceived,
 )
+from ._keepalive import DEFAULT_PING, DefaultPing, Keepalive, PingSpec
 from ._message import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, ChannelMessage
 from ._outbox import Outbox
 from ._presence import Presence
@@ -59,6 +60,8 @@ _JOIN = TimerKind.JOIN
 _REJOIN = TimerKind.REJOIN
 _LEAVE = TimerKind.LEAVE
 _PUSH = TimerKind.PUSH
+_PING = TimerKind.PING
+_PING_REPLY = TimerKind.PING_REPLY
 
 
 class ChannelState(str, enum.Enum):
@@ -129,6 +132,7 @@ class ChannelRecord:
     """The client's record of one topic (the user's handle is the drivers' ``Channel``)."""
 
     __slots__ = (
+        "after_join",
         "buffer",
         "in_flight",
         "join_payload",
@@ -136,6 +140,7 @@ class ChannelRecord:
         "joined_at",
         "joined_once",
         "leave_ref",
+        "ping",
         "presence",
         "rejoin_attempts",
         "state",
@@ -156,6 +161,9 @@ class ChannelRecord:
         self.buffer: deque[Push] = deque()  # pushes waiting for the join
         self.in_flight: dict[str, Push] = {}  # pushes sent, waiting for their reply
         self.presence: Presence | None = None
+        self.ping: PingSpec = None  # the keepalive of each join (see _keepalive)
+        #: Pushes (event, payload) sent after each join reply, before the buffered ones.
+        self.after_join: list[tuple[str, Any]] = []
 
     def transition(self, event: ChannelInput) -> ChannelState:
         """Apply ``event`` and return the new state; raises IllegalTransition if not allowed."""
@@ -192,17 +200,21 @@ class ChannelSet:
 
     __slots__ = (
         "_codec",
+        "_internal",
         "_is_open",
         "_left",
         "_max_buffered",
         "_max_size",
         "_out",
+        "_ping_interval",
+        "_ping_skip",
         "_rejoin",
         "_rng",
         "_serializer",
         "_stats",
         "_timers",
         "closing",
+        "keepalive",
         "live",
         "pushes",
         "timeout",
@@ -222,6 +234,8 @@ class ChannelSet:
         max_buffered: int,
         max_size: int | None,
         is_open: Callable[[], bool],
+        ping_interval: float | None = None,
+        ping_skip: Callable[[str], bool] | None = None,
     ) -> None:
         self._out = out
         self._timers = timers
@@ -233,6 +247,10 @@ class ChannelSet:
         self._max_buffered = max_buffered
         self._max_size = max_size
         self._is_open = is_open
+        self._ping_interval = real("channel_ping_interval", ping_interval, allow_none=True)
+        self._ping_skip = callable_or_none("channel_ping_skip", ping_skip)
+        self.keepalive = Keepalive(out, timers, serializer, stats)
+        self._internal: dict[str, str] = {}  # refs of after-join pushes -> topic
         self.timeout = timeout
         self.live: dict[str, ChannelRecord] = {}  # by topic, in join order
         self.pushes: dict[str, Push] = {}  # every unresolved push, by ref
@@ -246,7 +264,14 @@ class ChannelSet:
     # The user's calls
 
     def join(
-        self, now: float, topic: str, payload: Any, timeout: float | None, presence: Any
+        self,
+        now: float,
+        topic: str,
+        payload: Any,
+        timeout: float | None,
+        presence: Any,
+        *,
+        ping: PingSpec | DefaultPing = DEFAULT_PING,
     ) -> None:
         """See :meth:`stx_proto.Client.join`."""
         name_text("topic", topic)
@@ -257,6 +282,12 @@ class ChannelSet:
         ch = ChannelRecord(topic, payload, timeout)
         if presence is not False:
             ch.presence = presence if isinstance(presence, Presence) else Presence()
+        if ping is DEFAULT_PING:
+            skip = self._ping_skip
+            ping = None if skip is not None and skip(topic) else self._ping_interval
+        elif isinstance(ping, (int, float)):
+            positive("ping", ping)
+        ch.ping = ping
         frame = None
         if self._is_open():
             frame = self._join_frame(ch)  # raises before anything changes
@@ -304,6 +335,31 @@ class ChannelSet:
         self._timers.set((_PUSH, ref), push.deadline)
         return ref
 
+    def update_join_payload(self, topic: str, payload: Any) -> None:
+        """See :meth:`stx_proto.Client.update_join_payload`."""
+        ch = self._live_channel(topic, "update the join payload of")
+        if not callable(payload):
+            self._encode(None, "0", topic, PHX_JOIN, {} if payload is None else payload)
+        ch.join_payload = payload
+
+    def set_after_join(self, topic: str, pushes: list[tuple[str, Any]]) -> None:
+        """See :meth:`stx_proto.Client.set_after_join`."""
+        ch = self._live_channel(topic, "set the after-join pushes of")
+        checked = []
+        for event, payload in pushes:
+            name_text("event", event)
+            if event in RESERVED_EVENTS:
+                raise UsageError(f"{event!r} is reserved by the protocol")
+            self._encode(None, "0", topic, event, payload)
+            checked.append((event, payload))
+        ch.after_join = checked
+
+    def _live_channel(self, topic: str, what: str) -> ChannelRecord:
+        ch = self.live.get(topic)
+        if ch is None:
+            raise UsageError(f"{what} {topic!r}: not joined")
+        return ch
+
     def cancel_push(self, ref: str) -> bool:
         """See :meth:`stx_proto.Client.cancel_push`."""
         push = self.pushes.get(ref)
@@ -326,6 +382,7 @@ class ChannelSet:
             return
         self._timers.cancel((_JOIN, topic))
         self._timers.cancel((_REJOIN, topic))
+        self.keepalive.stop(topic)
         while ch.buffer:
             self._fail_push(ch.buffer.popleft(), PushFailure.CHANNEL_CLOSED)
         ch.transition(ChannelInput.LEAVE)
@@ -342,6 +399,14 @@ class ChannelSet:
         payload = msg.payload  # the serializer guarantees a dict with a str "status"
         status: str = payload["status"]
         response = payload.get("response")
+        keepalive = self.keepalive
+        if keepalive.plans and keepalive.owns(ref):
+            assert ref is not None  # owns() says so
+            keepalive.replied(ref, status, response)
+            return
+        if self._internal and ref in self._internal:
+            del self._internal[ref]  # an after-join push of the client's: nobody waits
+            return
         push = ch.in_flight.pop(ref, None) if ref is not None else None
         if push is not None:
             del self.pushes[push.ref]
@@ -407,11 +472,17 @@ class ChannelSet:
     # ------------------------------------------------------------------------------------
     # Deadlines
 
-    def on_timer(self, now: float, kind: TimerKind, name: str) -> None:
-        """A channel's (JOIN, REJOIN, LEAVE: ``name`` is the topic) or a push's (PUSH: the
-        ref) deadline passed."""
+    def on_timer(self, now: float, deadline: float, kind: TimerKind, name: str) -> None:
+        """A channel's (JOIN, REJOIN, LEAVE, PING: ``name`` is the topic) or a push's or
+        ping's (PUSH, PING_REPLY: the ref) deadline passed."""
         if kind is _PUSH:
             self._push_timed_out(name)
+            return
+        if kind is _PING_REPLY:
+            self.keepalive.reply_overdue(name)
+            return
+        if kind is _PING:
+            self.keepalive.due(now, deadline, name, self.live[name].join_ref)
             return
         ch = self.live[name]  # closing a channel cancels its timers
         if kind is _JOIN:
@@ -440,7 +511,9 @@ class ChannelSet:
     def connection_lost(self, reason: DisconnectReason) -> None:
         """The connection dropped: pushes in flight fail, channels error (or close, if leaving)."""
         self._left.clear()
+        self._internal.clear()
         for ch in list(self.live.values()):
+            self.keepalive.stop(ch.topic)
             for push in list(ch.in_flight.values()):
                 self._fail_push(push, PushFailure.CONNECTION_LOST)
             ch.in_flight.clear()
@@ -463,6 +536,7 @@ class ChannelSet:
         self.closing = True
         for ch in self.live.values():
             topic = ch.topic
+            self.keepalive.stop(topic)
             self._timers.cancel((_JOIN, topic))
             self._timers.cancel((_REJOIN, topic))
             while ch.buffer:
@@ -513,8 +587,13 @@ class ChannelSet:
         assert join_ref is not None  # a reply matched it
         self._out.emit(Joined(ch.topic, response, join_ref, ch.joined_once))
         ch.joined_once = True
-        buffer = ch.buffer
         out = self._out
+        for event, push_payload in ch.after_join:
+            ref = out.next_ref()
+            self._internal[ref] = ch.topic
+            out.send(self._serializer.encode(join_ref, ref, ch.topic, event, push_payload))
+        self.keepalive.joined(now, ch.topic, Keepalive.plan_for(ch.ping, response, ch.timeout))
+        buffer = ch.buffer
         while buffer:
             push = buffer.popleft()
             out.send(
@@ -544,6 +623,7 @@ class ChannelSet:
         self._out.emit(JoinFailed(ch.topic, response, timed_out, self._schedule_rejoin(now, ch)))
 
     def _errored(self, now: float, ch: ChannelRecord, reason: str, payload: Any) -> None:
+        self.keepalive.stop(ch.topic)
         for push in list(ch.in_flight.values()):
             self._fail_push(push, PushFailure.CHANNEL_ERRORED)
         ch.in_flight.clear()
@@ -580,6 +660,7 @@ class ChannelSet:
         topic = ch.topic
         ch.transition(ChannelInput.CLOSE)
         del self.live[topic]
+        self.keepalive.stop(topic)
         timers = self._timers
         timers.cancel((_JOIN, topic))
         timers.cancel((_REJOIN, topic))

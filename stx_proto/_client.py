@@ -24,6 +24,7 @@ left is rejoined before its buffered pushes are sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from random import Random
 from typing import Any
 
@@ -50,24 +51,22 @@ from ._events import (
     SleepUntil,
 )
 from ._heartbeat import Heartbeat
-from ._message import HEARTBEAT, PHOENIX_TOPIC, PHX_CLOSE, PHX_ERROR, PHX_REPLY
+from ._keepalive import DEFAULT_PING, DefaultPing, PingSpec
+from ._message import PHX_CLOSE, PHX_ERROR, PHX_REPLY
 from ._outbox import Outbox
 from ._presence import Presence
-from ._retry import DEFAULT_REJOIN_POLICY, SERVICE_RESTART, TRY_AGAIN_LATER, RetryPolicy
+from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
 from ._serializer import make_serializer
 from ._socket_state import LIVE_CONNECTION, SOCKET_TRANSITIONS, SocketInput, SocketState
 from ._stats import CoreStats
-from ._timers import TimerKey, TimerKind, TimerQueue
+from ._timers import CHANNEL_TIMERS, TimerKey, TimerKind, TimerQueue
 from ._url import (
     Endpoint,
     Headers,
     Params,
     Token,
     auth_subprotocols,
-    check_headers,
-    check_params,
-    check_source,
-    check_token,
+    check_credentials,
     resolve_headers,
     resolve_params,
     resolve_token,
@@ -83,22 +82,11 @@ from ._websocket import (
     WsText,
 )
 
-__all__ = [
-    "SOCKET_TRANSITIONS",
-    "Client",
-    "CoreStats",
-    "EngineFactory",
-    "SocketInput",
-    "SocketState",
-]
+__all__ = ["Client"]
 
-_HEARTBEAT: TimerKey = (TimerKind.HEARTBEAT, "")
-_HEARTBEAT_REPLY: TimerKey = (TimerKind.HEARTBEAT_REPLY, "")
 _CONNECT: TimerKey = (TimerKind.CONNECT, "")
 _RECONNECT: TimerKey = (TimerKind.RECONNECT, "")
 _CLOSE: TimerKey = (TimerKind.CLOSE, "")
-#: Deadlines that belong to a channel or a push: handled by the ChannelSet.
-_CHANNEL_TIMERS = frozenset({TimerKind.JOIN, TimerKind.REJOIN, TimerKind.LEAVE, TimerKind.PUSH})
 
 
 class Client:
@@ -126,6 +114,11 @@ class Client:
         max_message_size: the largest WebSocket message accepted, and sent: a push or join
             whose frame is larger is refused with UsageError (None: no limit).
         rng: the source of jitter; inject a seeded ``random.Random`` for repeatable runs.
+        channel_ping_interval: seconds between keepalive pings (a ``ping`` push, payload
+            ``{}``) on every joined channel, from each join reply; None (the default) sends
+            none. ``join(ping=...)`` sets a channel's own.
+        channel_ping_skip: ``skip(topic)`` True for topics never to ping (a server whose
+            channel crashes on an unknown event).
         engine: the WebSocket engine: ``"wsproto"`` (the default), ``"websockets"`` (faster;
             ``pip install 'stx-ws[fast]'``), or an engine factory; None means the transport
             does its own WebSocket framing and hands whole messages to
@@ -155,13 +148,13 @@ class Client:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rng: Random | None = None,
         engine: str | EngineFactory | None = "wsproto",
+        channel_ping_interval: float | None = None,
+        channel_ping_skip: Callable[[str], bool] | None = None,
     ) -> None:
         if not isinstance(url, str):
             raise UsageError(f"url must be a str, got {type(url).__name__}")
         self._endpoint = Endpoint.parse(url)
-        check_source("params", params, check_params)
-        check_source("auth token", auth_token, check_token)
-        check_source("headers", headers, check_headers)
+        check_credentials(params, auth_token, headers)
         self._params = params
         self._auth_token = auth_token
         self._headers = headers
@@ -171,23 +164,8 @@ class Client:
         checks.real("timeout", timeout)
         self._connect_timeout = checks.real("connect_timeout", connect_timeout)
         self._close_timeout = checks.real("close_timeout", close_timeout)
-        checks.real("heartbeat_interval", heartbeat_interval, allow_none=True)
-        if heartbeat_interval is not None:
-            hb_timeout = checks.real(
-                "heartbeat_timeout",
-                heartbeat_interval if heartbeat_timeout is None else heartbeat_timeout,
-            )
-            self._heartbeat: Heartbeat | None = Heartbeat(heartbeat_interval, hb_timeout)
-        else:
-            checks.real("heartbeat_timeout", heartbeat_timeout, allow_none=True)
-            self._heartbeat = None
-        self._retry = checks.instance(
-            "retry",
-            retry,
-            RetryPolicy,
-            "a RetryPolicy, or None never to reconnect",
-            allow_none=True,
-        )
+        policy = "a RetryPolicy, or None never to reconnect"
+        self._retry = checks.instance("retry", retry, RetryPolicy, policy, allow_none=True)
         checks.instance("rejoin", rejoin, RetryPolicy, "a RetryPolicy")
         checks.integer("max_buffered_pushes", max_buffered_pushes)
         self._max_message_size = checks.integer(
@@ -209,6 +187,9 @@ class Client:
         self._out = out.items
         self._wbuf = out.wbuf
         self.stats = stats = CoreStats()
+        self._heartbeat = Heartbeat.configured(
+            heartbeat_interval, heartbeat_timeout, out, self._timers, serializer
+        )
         self._channels = ChannelSet(
             out,
             self._timers,
@@ -220,7 +201,9 @@ class Client:
             rng=rng,
             max_buffered=max_buffered_pushes,
             max_size=max_message_size,
-            is_open=self._is_open,
+            is_open=lambda: self._state is SocketState.OPEN,
+            ping_interval=channel_ping_interval,
+            ping_skip=channel_ping_skip,
         )
 
     # ------------------------------------------------------------------------------------
@@ -234,9 +217,6 @@ class Client:
     @property
     def is_connected(self) -> bool:
         """True while the WebSocket is open."""
-        return self._state is SocketState.OPEN
-
-    def _is_open(self) -> bool:
         return self._state is SocketState.OPEN
 
     @property
@@ -452,19 +432,41 @@ class Client:
         *,
         timeout: float | None = None,
         presence: bool | Presence = False,
+        ping: PingSpec | DefaultPing = DEFAULT_PING,
     ) -> None:
         """Join ``topic``. ``payload`` may be a callable, evaluated at each (re)join.
 
         The join is sent now if connected, else when the connection opens. ``timeout`` covers
         the whole first join, waiting for the connection included; each later rejoin attempt
         gets the same. ``presence`` (True, or a :class:`Presence` to use) tracks presence.
+        ``ping`` is the channel's keepalive (see :mod:`stx_proto._keepalive`): a
+        :class:`PingPlan`, an interval in seconds, a callable reading each join reply and
+        returning either (cancel-on-disconnect's granted time is in the reply), or None; by
+        default the client's ``channel_ping_interval``, unless ``channel_ping_skip`` says no.
         Next: pull events; :class:`Joined` or :class:`JoinFailed` follows.
 
         Raises UsageError if ``topic`` already has a live channel (leave it first) or the
         payload cannot be encoded; ClientClosedError after close.
         """
         self._check_not_closed()
-        self._channels.join(now, topic, payload, timeout, presence)
+        self._channels.join(now, topic, payload, timeout, presence, ping=ping)
+
+    def update_join_payload(self, topic: str, payload: Any) -> None:
+        """From now on, ``topic`` (re)joins with ``payload`` (a value, or a callable evaluated
+        at each join): for pushes that change what a channel subscribes to (filters), so that
+        a rejoin asks for what the channel has now. Raises UsageError if ``topic`` has no live
+        channel or the payload cannot be encoded. Nothing is sent now.
+        """
+        self._channels.update_join_payload(topic, payload)
+
+    def set_after_join(self, topic: str, pushes: list[tuple[str, Any]]) -> None:
+        """Send these ``(event, payload)`` pushes right after each join reply of ``topic``,
+        before its buffered pushes (a watched set the server forgets at each rejoin, say).
+        Their replies are the client's own: no event comes of them. Replaces the previous
+        list. Raises UsageError if ``topic`` has no live channel, an event is reserved, or a
+        payload cannot be encoded.
+        """
+        self._channels.set_after_join(topic, pushes)
 
     def push(
         self,
@@ -554,10 +556,11 @@ class Client:
         timers = self._timers
         while (due := timers.pop_due(now)) is not None:
             (kind, name), deadline = due
-            if kind in _CHANNEL_TIMERS:
-                self._channels.on_timer(now, kind, name)
+            if kind in CHANNEL_TIMERS:
+                self._channels.on_timer(now, deadline, kind, name)
             elif kind is TimerKind.HEARTBEAT:
-                self._heartbeat_due(now, deadline)
+                assert self._heartbeat is not None  # armed only with a heartbeat configured
+                self._heartbeat.due(now, deadline)
             elif kind is TimerKind.HEARTBEAT_REPLY:
                 self._abort(now, DisconnectReason.HEARTBEAT_TIMEOUT, "heartbeat timeout")
             elif kind is TimerKind.CONNECT:
@@ -618,9 +621,8 @@ class Client:
         self.stats.connections += 1
         self._timers.cancel(_CONNECT)
         self._outbox.emit(Connected(subprotocol))
-        hb = self._heartbeat
-        if hb is not None:
-            self._timers.set(_HEARTBEAT, now + hb.interval)
+        if self._heartbeat is not None:
+            self._heartbeat.start(now)
         self._channels.rejoin_all(now)
 
     def _refused(
@@ -704,23 +706,16 @@ class Client:
             self._timers.clear()
             emit(Closed())
             return
-        if code == SERVICE_RESTART:
-            delay = retry.delay(1, self._rng)  # the server said it is coming right back
-        elif code == TRY_AGAIN_LATER:
-            delay = retry.jittered(retry.max_backoff, self._rng)
-        else:
-            delay = retry.delay(self._attempts, self._rng)
         self._socket(SocketInput.LOST)
-        retry_at = now + delay
+        retry_at = now + retry.delay_after(self._attempts, code, self._rng)
         self._timers.set(_RECONNECT, retry_at)
         emit(Disconnected(reason, code, detail, retry_at))
 
     def _stop_connection_timers(self) -> None:
-        timers = self._timers
-        for key in (_HEARTBEAT, _HEARTBEAT_REPLY, _CONNECT, _RECONNECT):
-            timers.cancel(key)
+        self._timers.cancel(_CONNECT)
+        self._timers.cancel(_RECONNECT)
         if self._heartbeat is not None:
-            self._heartbeat.reset()
+            self._heartbeat.stop()
 
     def _finish_close(self) -> None:
         self._channels.shut_down()
@@ -728,18 +723,6 @@ class Client:
         self._socket(SocketInput.CLOSED)
         self._outbox.emit(Disconnected(DisconnectReason.CLIENT_CLOSED, self._close_code))
         self._outbox.emit(Closed())
-
-    def _heartbeat_due(self, now: float, deadline: float) -> None:
-        hb = self._heartbeat
-        assert hb is not None  # the timer is only armed with a heartbeat configured
-        if hb.pending_ref is None:
-            ref = self._outbox.next_ref()
-            self._outbox.send(self._serializer.encode(None, ref, PHOENIX_TOPIC, HEARTBEAT, {}))
-            self._timers.set(_HEARTBEAT_REPLY, hb.sent(ref, now))
-        # A fixed cadence, not reset by traffic; a caller that woke up late does not get a
-        # burst of catch-up heartbeats.
-        next_at = deadline + hb.interval
-        self._timers.set(_HEARTBEAT, next_at if next_at > now else now + hb.interval)
 
     # ------------------------------------------------------------------------------------
     # Inbound frames: the per-message path
@@ -756,16 +739,7 @@ class Client:
             return
         ref = msg.ref
         hb = self._heartbeat
-        # Only the phoenix topic's reply is the heartbeat's: a channel frame that carries the
-        # same ref (a buggy or hostile server) is routed like any other.
-        if (
-            ref is not None
-            and hb is not None
-            and ref == hb.pending_ref
-            and msg.topic == PHOENIX_TOPIC
-        ):
-            hb.acknowledge(now)
-            self._timers.cancel(_HEARTBEAT_REPLY)
+        if ref is not None and hb is not None and hb.answered(now, ref, msg.topic):
             return
         channels = self._channels
         ch = channels.live.get(msg.topic)

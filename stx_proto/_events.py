@@ -283,6 +283,18 @@ class PresenceChanged:
 
 
 @attrs.frozen(slots=True)
+class ChannelPingFailed:
+    """A channel's keepalive ping got no ok reply: ``reason`` is ``"timeout"`` (no reply
+    within ``timeout`` seconds) or ``"error"`` (the server's ``response``). The channel stays
+    joined; with cancel-on-disconnect, the server may have cancelled the orders."""
+
+    topic: str
+    reason: str
+    response: Any = None
+    timeout: float | None = None
+
+
+@attrs.frozen(slots=True)
 class FrameDropped:
     """A frame from the server could not be decoded and was skipped."""
 
@@ -305,6 +317,7 @@ Event = (
     | ReplyReceived
     | PushFailed
     | PresenceChanged
+    | ChannelPingFailed
     | FrameDropped
 )
 Output = Command | Event

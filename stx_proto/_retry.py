@@ -68,6 +68,16 @@ class RetryPolicy:
         base = min(self.max_backoff, self.initial_backoff * self.multiplier ** min(attempt - 1, 64))
         return self.jittered(base, rng)
 
+    def delay_after(self, attempt: int, code: int | None, rng: Random) -> float:
+        """Seconds to wait before attempt ``attempt`` after a close with ``code`` (None: no
+        close frame): 1012 (the server restarts) retries as soon as a first attempt would,
+        1013 (try again later) waits ``max_backoff``, anything else :meth:`delay`."""
+        if code == SERVICE_RESTART:
+            return self.delay(1, rng)
+        if code == TRY_AGAIN_LATER:
+            return self.jittered(self.max_backoff, rng)
+        return self.delay(attempt, rng)
+
     def jittered(self, seconds: float, rng: Random) -> float:
         """``seconds`` times a factor in [0.5, 1.0) when ``jitter`` is on, else ``seconds``."""
         return seconds * rng.uniform(0.5, 1.0) if self.jitter else seconds

@@ -10,6 +10,7 @@ class CoreStats:
         "connections",
         "malformed_frames",
         "messages",
+        "ping_failures",
         "stale_dropped",
         "unknown_topic_dropped",
     )
@@ -20,6 +21,7 @@ class CoreStats:
         self.stale_dropped = 0  # frames for a channel's earlier join, or a reply nobody awaits
         self.unknown_topic_dropped = 0  # frames for a topic with no live channel
         self.malformed_frames = 0  # frames that could not be decoded (FrameDropped)
+        self.ping_failures = 0  # channel pings unanswered or refused (ChannelPingFailed)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)

@@ -28,7 +28,21 @@ class TimerKind(enum.Enum):
     REJOIN = "rejoin"  # an errored channel's backoff is over: rejoin it
     LEAVE = "leave"  # a leave got no reply in time
     PUSH = "push"  # a push got no reply in time
+    PING = "ping"  # a channel's next keepalive ping is due (name: the topic)
+    PING_REPLY = "ping_reply"  # a channel ping got no reply in time (name: the ping's ref)
 
+
+#: The deadlines of a channel, a push or a channel ping (the client hands them to its channels).
+CHANNEL_TIMERS = frozenset(
+    {
+        TimerKind.JOIN,
+        TimerKind.REJOIN,
+        TimerKind.LEAVE,
+        TimerKind.PUSH,
+        TimerKind.PING,
+        TimerKind.PING_REPLY,
+    }
+)
 
 #: A timer key: the kind, and the topic, the push ref, or "" for the connection's timers.
 TimerKey = tuple[TimerKind, str]

@@ -209,6 +209,13 @@ def check_source(name: str, value: Any, check: Any) -> None:
         check(value, name)
 
 
+def check_credentials(params: Any, token: Any, headers: Any) -> None:
+    """Check the params, auth token and headers options of a client (see check_source)."""
+    check_source("params", params, check_params)
+    check_source("auth token", token, check_token)
+    check_source("headers", headers, check_headers)
+
+
 def resolve_params(params: Params) -> Mapping[str, Any]:
     """Evaluate ``params`` (a mapping, a callable returning one, or None) and check it."""
     return check_params(params() if callable(params) else params)

@@ -75,3 +75,35 @@ def test_transport_compare_quick(
     for label in ("tcp asyncio (default)", "picows uvloop orjson"):
         assert out.count(label) == 2  # a burst line and a round-trip line
     assert "msg/s" in out and "rt/s" in out
+
+
+def test_side_by_side_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The side-by-side harness end to end, small: its own server process, one client
+    process per run, every smoke row in every scenario it has, and the page."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script adds benchmarks/ to it
+    module = runpy.run_path(str(BENCHMARKS / "side_by_side.py"), run_name="side_by_side")
+    out = tmp_path / "bench.md"
+    report = module["main"](["--smoke", "--out", str(out)])
+    ran = 0
+    for row in report.rows:
+        assert row.label not in report.skipped, report.skipped
+        for scenario in row.scenarios:
+            outcome = report.outcome(row.label, scenario)
+            assert outcome.errors == [], (row.label, scenario, outcome.errors)
+            assert len(outcome.results) == 1, (row.label, scenario)
+            figures = outcome.results[0]
+            assert all(isinstance(v, int | float) and v >= 0 for v in figures.values())
+            ran += 1
+    assert {r.kind for r in report.rows} == {"ours", "bare"}
+    assert ran >= 10
+    slow = [
+        report.outcome(r.label, "slow").results[0] for r in report.rows if "slow" in r.scenarios
+    ]
+    # The slow consumer's queue (300) overflows: the losses are counted, never hidden.
+    assert slow and all(s["dropped"] > 0 for s in slow)
+    assert all(s["handled"] + s["dropped"] + s["queued_at_end"] == s["received"] for s in slow)
+    assert all(s["received"] == 3_000 and s["queued_at_end"] <= 301 for s in slow)
+    text = out.read_text()
+    for title in ("## Inbound", "## Push round trip", "joined channels", "slow consumer"):
+        assert title in text
+    assert "n/a" not in text

@@ -1242,3 +1242,51 @@ def test_the_topics_remembered_as_just_left_are_bounded(
     assert not channels.expected_after_leave(late)  # "a" was forgotten: the oldest
     assert channels.expected_after_leave(ChannelMessage("c", "phx_close", {}, "2", "2"))
     assert not channels.expected_after_leave(ChannelMessage("b", "phx_reply", {}, "1", "1"))
+
+
+# --------------------------------------------------------------------------------------------
+# What a rejoin sends: the current join payload, and the after-join pushes
+
+
+def test_an_updated_join_payload_is_what_the_next_rejoin_sends(make_link: MakeLink) -> None:
+    link = connected(make_link, "orderbook")
+    client = link.client
+    client.update_join_payload("orderbook", {"market_ids": ["m2"]})
+    assert [m.payload for m in link.server_frames(event="phx_join")] == [{}]  # nothing now
+    link.drop()
+    link.advance_until(Joined)
+    assert [m.payload for m in link.server_frames(event="phx_join")][-1] == {"market_ids": ["m2"]}
+    client.update_join_payload("orderbook", lambda: {"market_ids": ["m3"]})
+    with pytest.raises(UsageError, match="cannot be encoded"):
+        client.update_join_payload("orderbook", {"bad": object()})
+    with pytest.raises(UsageError, match="update the join payload of 'nope': not joined"):
+        client.update_join_payload("nope", {})
+
+
+def test_after_join_pushes_go_out_after_each_join_reply_before_buffered_pushes(
+    make_link: MakeLink,
+) -> None:
+    link = connected(make_link, "market_updates")
+    client = link.client
+    client.set_after_join("market_updates", [("watch", ["m1", "m2"])])
+    link.drop()
+    link.pump()
+    ref = client.push(link.now, "market_updates", "order", {"n": 1})  # buffered
+    link.advance_until(Joined)
+    link.pump()
+    conn = link.connection
+    assert conn is not None
+    events = [m.event for m in conn.received if m.event != "heartbeat"]
+    assert events == ["phx_join", "watch", "order"]
+    # The watch's reply is the client's own: no event, and nothing counted as a drop.
+    assert [e.ref for e in link.of_type(ReplyReceived)] == [ref]
+    assert client.stats.stale_dropped == 0
+    for bad, match in (
+        ([("phx_join", {})], "reserved"),
+        ([("", {})], "event must be a non-empty str"),
+        ([("watch", {"x": object()})], "cannot be encoded"),
+    ):
+        with pytest.raises(UsageError, match=match):
+            client.set_after_join("market_updates", bad)
+    with pytest.raises(UsageError, match="set the after-join pushes of 'nope': not joined"):
+        client.set_after_join("nope", [])

@@ -9,6 +9,6 @@ def test_core_stats_repr() -> None:
     stats = CoreStats()
     stats.messages = 3
     assert repr(stats) == (
-        "CoreStats(connections=0, malformed_frames=0, messages=3, stale_dropped=0, "
-        "unknown_topic_dropped=0)"
+        "CoreStats(connections=0, malformed_frames=0, messages=3, ping_failures=0, "
+        "stale_dropped=0, unknown_topic_dropped=0)"
     )
