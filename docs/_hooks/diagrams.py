@@ -6,8 +6,8 @@ an SVG drawing of ``stx_proto._socket_state.SOCKET_TRANSITIONS`` or of
 ``stx_proto._channel.TRANSITIONS``, made here in pure Python at build time: the picture cannot
 drift from the code. The states sit on a circle in the order their enum declares them; each
 (state, next state) pair is one arrow, bowed to its right so that the two directions between a
-pair of states stay apart, and labelled with every input that takes it; a self-loop is a small
-loop on the outer side of its state.
+pair of states stay apart, and labelled, nearer its source, with every input that takes it; a
+self-loop is a small loop on the outer side of its state.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from stx_proto._channel import TRANSITIONS as CHANNEL_TRANSITIONS
 from stx_proto._socket_state import SOCKET_TRANSITIONS
 
 Point = tuple[float, float]
-Table = Mapping[tuple[enum.Enum, enum.Enum], enum.Enum]
+# (state, input) -> next state; the enums differ per table, hence Any.
+Table = Mapping[tuple[Any, Any], Any]
 
 #: The diagrams a page can ask for, by name: (table, caption).
 DIAGRAMS: dict[str, tuple[Table, str]] = {
@@ -47,6 +48,7 @@ RADIUS = 225.0  # of the circle the states sit on
 BOX_W = 118.0
 BOX_H = 36.0
 BOW = 0.16  # how far an arrow bows to its right, as a share of its length
+LABEL_AT = 0.3  # where along its arrow a label sits (0: the source, 1: the target)
 FONT = "font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
@@ -65,7 +67,8 @@ def states(table: Table) -> list[enum.Enum]:
     return [s for s in state_type if s in seen]
 
 
-def _positions(nodes: list[enum.Enum]) -> dict[enum.Enum, Point]:
+def _positions(nodes: list[Any]) -> dict[Any, Point]:
+    """Every state on a circle, in the order the enum declares them, the first at the top."""
     cx, cy = WIDTH / 2, HEIGHT / 2
     step = 2 * math.pi / len(nodes)
     return {
@@ -108,7 +111,9 @@ def _arrow(src: Point, dst: Point, label: str) -> str:
     t0 = next(t for t in samples if not _inside(_bezier(src, control, dst, t), src))
     t1 = next(t for t in reversed(samples) if not _inside(_bezier(src, control, dst, t), dst))
     start, ctrl, end = _sub_curve(src, control, dst, t0, t1)
-    lx, ly = _bezier(src, control, dst, 0.5)
+    # The label sits a third of the way along, nearer its source: arrows that cross the
+    # middle of the circle come from different states, so their labels do not pile up there.
+    lx, ly = _bezier(src, control, dst, t0 + (t1 - t0) * LABEL_AT)
     return (
         f'<path d="M{start[0]:.1f},{start[1]:.1f} Q{ctrl[0]:.1f},{ctrl[1]:.1f} '
         f'{end[0]:.1f},{end[1]:.1f}" class="edge" marker-end="url(#arrow)"/>\n'

@@ -2,15 +2,18 @@
 
 A MkDocs hook (``hooks:`` in mkdocs.yml). ``docs/benchmarks.md`` is written by ``make bench``
 (the figures of this machine): when it is missing, the site gets a page in its place that says
-how to produce it, and no figure at all.
+how to produce it, and no figure at all. And the reference pages lose the Sphinx role names
+that their docstrings carry.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
 BENCHMARKS = "benchmarks.md"
 
@@ -34,3 +37,16 @@ def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
     if files.get_file_from_path(BENCHMARKS) is None:
         files.append(File.generated(config, BENCHMARKS, content=PLACEHOLDER))
     return files
+
+
+# The docstrings are written for Sphinx: ":class:`Socket`", and "::" before a code block.
+# mkdocstrings renders them as Markdown, so the role's name would show in front of its code.
+_ROLE = re.compile(r":(?:mod|class|func|meth|attr|data|exc|obj|const):(?=<code>)")
+
+
+def on_page_content(html: str, page: Page, **kwargs: Any) -> str:
+    """MkDocs hook: on the reference pages, drop the Sphinx role names before inline code,
+    and the second colon of a "::" that introduced a code block."""
+    if not page.file.src_uri.startswith("reference/"):
+        return html
+    return _ROLE.sub("", html).replace("::</p>", ":</p>").replace("<p>:</p>", "")
