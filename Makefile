@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench soak fuzz clean
+.PHONY: demo test lint types unit docs bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +33,11 @@ unit: $(STAMP)
 
 test: lint types unit
 
+# The documentation site, into site/, with every warning an error (tests/test_site.py builds
+# it inside `make test` too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The side-by-side benchmarks (at most 15 minutes): writes docs/benchmarks.md and
 # docs/img/bench-*.png. The two peers are installed in their own venvs under .bench/.
 bench: $(STAMP)
@@ -50,4 +55,4 @@ soak: $(STAMP)
 	STX_SOAK=long $(BIN)/python -m pytest tests/soak -q -s -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .bench .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz
+	rm -rf $(VENV) site .bench .mypy_cache .pytest_cache .ruff_cache .coverage .fuzz

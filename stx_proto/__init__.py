@@ -2,7 +2,7 @@
 
 It holds the whole protocol (framing, refs, heartbeat, reconnect and rejoin, push buffering,
 presence, and the WebSocket layer on wsproto) and performs no I/O: the caller passes ``now``
-and carries out the commands it returns. See ``docs/core.md`` for the contract.
+and carries out the commands it returns. See ``docs/core/index.md`` for the contract.
 """
 
 from ._channel import ChannelState

@@ -16,18 +16,7 @@ def python_blocks(path: Path) -> list[str]:
     return _BLOCK.findall(path.read_text(encoding="utf-8"))
 
 
-CORE_BLOCKS = python_blocks(ROOT / "docs" / "core.md")
-
-
-def test_core_doc_has_examples() -> None:
-    assert len(CORE_BLOCKS) >= 2
-
-
-@pytest.mark.parametrize("index", range(len(CORE_BLOCKS)))
-def test_core_doc_example_runs(index: int) -> None:
-    code = compile(CORE_BLOCKS[index], f"docs/core.md[block {index}]", "exec")
-    exec(code, {"__name__": f"docs_core_{index}"})
-
+# The site's pages (docs/core/, the guides, ...) run in tests/test_site_examples.py.
 
 README_BLOCKS = python_blocks(ROOT / "README.md")
 

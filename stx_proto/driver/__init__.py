@@ -28,7 +28,7 @@ A driver gives the kit two things, and nothing else depends on its loop:
    ``transports`` the names a user may pass as ``transport=`` (``"tcp"`` at least).
 
 Then ``class Socket(SocketBase): runtime = RUNTIME; default_transport = TcpTransport``, an
-``STXWebSocket(StxPreset, Socket)``, and a ``run`` helper. ``docs/core.md`` walks through it,
+``STXWebSocket(StxPreset, Socket)``, and a ``run`` helper. ``docs/core/`` walks through it,
 with a third driver and a user-written transport that the tests run.
 """
 
