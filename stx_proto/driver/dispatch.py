@@ -177,10 +177,34 @@ class Dispatcher:
             if self.mode == "task":
                 await self._run_tasks()
             else:
-                async for item in self._work.iterate():
-                    await self._run_item(item)
+                await self._run_inline()
         finally:
             self.done.set()
+
+    async def _run_inline(self) -> None:
+        """``inline`` (and ``queue``'s hooks): every item in turn. The per-message path:
+        what is queued is taken without awaiting, and a channel with only a sync
+        ``on_message`` is called directly, with no coroutine made per message."""
+        work = self._work
+        poll = work.poll
+        while True:
+            item = poll()
+            if item is None:
+                try:
+                    item = await work.get()
+                except StopAsyncIteration:
+                    return
+            route, msg = item
+            if route is not None and not route.handlers and not self.all_handlers:
+                fn = route.on_message
+                try:
+                    result = fn(msg)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    await self.handler_failed(exc, msg, fn)
+                continue
+            await self._run_item(item)
 
     async def _run_tasks(self) -> None:
         """``dispatch="task"``: each item in a task of its own, at most ``max_concurrency`` at

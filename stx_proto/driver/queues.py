@@ -167,17 +167,24 @@ class MessageQueue:
         self.queue.clear()
         self.close()
 
+    def poll(self) -> Any:
+        """The next item if one is queued, else None (items are never None)."""
+        queue = self.queue
+        if not queue:
+            return None
+        item = queue.popleft()
+        on_low = self._on_low
+        if on_low is not None and len(queue) <= queue.maxsize // 2:
+            self._on_low = None
+            on_low()
+        return item
+
     async def get(self) -> Any:
         """The next item. Raises StopAsyncIteration at the end, or the error it was closed with."""
         queue = self.queue
         while True:
             if queue:
-                item = queue.popleft()
-                on_low = self._on_low
-                if on_low is not None and len(queue) <= queue.maxsize // 2:
-                    self._on_low = None
-                    on_low()
-                return item
+                return self.poll()
             if self.closed:
                 if self._end is not None:
                     raise self._end

@@ -218,10 +218,37 @@ class Session:
         return self._ssl
 
     def post(self, conn: Connection, kind: int, data: Any) -> None:
-        """A connection's news for the pump (ignored later if the connection is stale)."""
-        if conn is self._conn:
-            self._inbox.append((conn, kind, data))
-            self._wakeup.set()
+        """A connection's news for the pump (ignored later if the connection is stale).
+
+        Data the pump would feed to the core at once (nothing queued before it, no
+        back-pressure, no deadline due) is fed right here, in the reader's task: a reply then
+        reaches its caller without a hop through the pump. The core is only ever called
+        between awaits, so whichever task calls it, it sees one input at a time.
+        """
+        if conn is not self._conn:
+            return
+        if kind in (DATA, MESSAGE) and not self._inbox and self._pause_until is None:
+            now = self.runtime.now()
+            deadline = self.client.next_deadline()
+            if (deadline is None or deadline > now) and self.dispatcher.backlog() is None:
+                try:
+                    self._feed((conn, kind, data), now)
+                    self._drain()
+                except Exception as exc:  # as in the pump: a bug, failed loudly
+                    self._internal_error(exc)
+                self._wakeup.set()  # the pump sleeps until the core's next deadline
+                return
+        self._inbox.append((conn, kind, data))
+        self._wakeup.set()
+
+    def _drain_now(self) -> None:
+        """Carry out what a user's call made the core do (its frames go to the writer now,
+        not after a hop through the pump); the pump then recomputes its deadline."""
+        try:
+            self._drain()
+        except Exception as exc:  # as in the pump: a bug, failed loudly
+            self._internal_error(exc)
+        self._wakeup.set()
 
     async def inbox_room(self, conn: Connection) -> None:
         """Back-pressure for the reader: wait while the pump is behind."""
@@ -518,7 +545,7 @@ class Session:
         waiter = Pending(done.set)
         router = self.router
         router.add_push(ref, event, waiter)
-        self._wakeup.set()
+        self._drain_now()
         try:
             await done.wait()
         except BaseException:
@@ -627,11 +654,7 @@ class Session:
         try:
             await self._pump()
         except Exception as exc:  # a bug in the driver or the core: fail loudly, not silently
-            self._logger.error("the connection pump failed", exc_info=True)
-            error = ConnectionClosedError(f"internal error: {exc!r}")
-            error.__cause__ = exc
-            self._fatal = error
-            self._abort(error)
+            self._internal_error(exc)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close(self._close_timeout)
@@ -649,6 +672,14 @@ class Session:
                 tg = self._tg
                 assert tg is not None  # the pump runs in it
                 tg.cancel_scope.cancel()
+
+    def _internal_error(self, exc: Exception) -> None:
+        """A bug in the driver or the core: fail every call and iteration with it, loudly."""
+        self._logger.error("the connection pump failed", exc_info=exc)
+        error = ConnectionClosedError(f"internal error: {exc!r}")
+        error.__cause__ = exc
+        self._fatal = error
+        self._abort(error)
 
     async def _sleep(self, deadline: float | None) -> None:
         with self.runtime.cancel_scope(deadline=math.inf if deadline is None else deadline):

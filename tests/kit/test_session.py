@@ -53,8 +53,7 @@ async def test_the_reader_waits_while_the_pump_is_behind(loop: Loop) -> None:
     session = make_session(loop)
     conn = Connection(session, NoTransport())
     session._conn = conn
-    for _ in range(INBOX_LIMIT):
-        session.post(conn, DATA, b"x")
+    session._inbox.extend((conn, DATA, b"x") for _ in range(INBOX_LIMIT))
     returned: list[bool] = []
 
     async def reader() -> None:
@@ -82,3 +81,26 @@ async def test_a_session_that_is_not_running_has_nothing_to_leave(loop: Loop) ->
     route = ChannelRoute("room:1")
     session.abandon(route)
     assert not route.leaving
+
+
+async def test_a_bug_in_the_core_fails_the_session_loudly_wherever_it_surfaces(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stx_proto import ConnectionClosedError
+
+    def broken() -> Any:
+        raise RuntimeError("bug")
+
+    with anyio.fail_after(LIMIT):
+        session = make_session(loop)
+        monkeypatch.setattr(session.client, "next_event", broken)
+        session._drain_now()  # a user's call drains: the bug fails the session
+        assert isinstance(session._fatal, ConnectionClosedError)
+        assert session.router.closed
+
+        session = make_session(loop)
+        monkeypatch.setattr(session.client, "next_event", broken)
+        session._close_timeout = 0.01
+        await session._run_pump()  # the pump's own drain
+        assert isinstance(session._fatal, ConnectionClosedError)
+        assert isinstance(session._fatal.__cause__, RuntimeError)
