@@ -9,6 +9,7 @@ class checks the options, builds the core and the session, and hands the user
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from random import Random
 from types import MappingProxyType, TracebackType
@@ -67,6 +68,20 @@ OTHER_NAMES = {
     "encoder": "json",
     "decoder": "json",
 }
+
+
+def plain_to_remote(url: str) -> bool:
+    """True for a ``ws://`` (or ``http://``) URL whose host is not this machine."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("ws", "http"):
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may be anywhere
 
 
 def unknown_option_message(unknown: Mapping[str, object]) -> str:
@@ -282,6 +297,14 @@ class SocketBase:
             channel_ping_skip=channel_ping_skip,
         )
         self._host = urlsplit(url).hostname or "?"
+        if plain_to_remote(url) and (params, auth_token, headers) != (None, None, None):
+            # Said once per socket, at construction: nothing has been sent yet.
+            self.runtime.logger.warning(
+                "credentials will go unencrypted to %s (ws://, not wss://): use wss:// for "
+                "anything but a local test server",
+                self._host,
+                extra={"stx_ws_event": "plain_credentials"},
+            )
         self._control_frames = bool(control_frames)
         self._session = Session(
             client,

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from random import Random
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from .._errors import CredentialsRevokedError, UsageError
+from .._codec import JsonCodec
+from .._engines import EngineFactory
+from .._errors import CredentialsRevokedError, GaveUpError, UsageError
+from .._events import Disconnected
 from .._keepalive import DEFAULT_PING, PingPlan
+from .._retry import RetryPolicy
 from .._stx import Channels, StxToken, stx_token_params, stx_topic
 from .._stx_auth import load_private_key, oauth_headers, sign_request, user_agent
 from .._stx_channels import (
@@ -33,9 +38,15 @@ from .._stx_channels import (
 )
 from .._stx_settings import AccessToken, StxAuthKind, StxSettings
 from .channel import Channel
+from .dispatch import Dispatch, ErrorHandler
+from .queues import Overflow
 from .router import ChannelRoute, Handler
 from .session import Session
-from .socket import OnChannelClose, OnChannelError, SocketBase
+from .socket import OnChannelClose, OnChannelError, SocketBase, TokenSource
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from .stx_io import read_stx_settings
 
 #: Seconds between channel pings on an STX socket (STX's official SDK pings every 30 s).
@@ -46,6 +57,41 @@ STX_CHANNEL_PING_INTERVAL = 30.0
 COD_PING_SHARE = 0.6
 
 _UNSET: Any = object()
+
+
+class StxSocketOptions(TypedDict, total=False):
+    """The ``Socket`` options an ``STXWebSocket`` passes on (typed, so that mypy catches a
+    misspelt one): every one but ``params`` and ``headers`` (the credentials make them) and
+    the channel-ping options (``STXWebSocket`` has its own). A test holds it to
+    ``SocketBase.__init__``."""
+
+    auth_token: TokenSource
+    vsn: str
+    heartbeat_interval: float | None
+    heartbeat_timeout: float | None
+    timeout: float
+    connect_timeout: float
+    close_timeout: float
+    retry: RetryPolicy | None
+    reconnect: bool | None
+    rejoin: RetryPolicy
+    dispatch: Dispatch
+    max_concurrency: int
+    queue_size: int
+    overflow: Overflow
+    on_handler_error: ErrorHandler | None
+    on_open: Callable[[], object] | None
+    on_close: Callable[[Disconnected], object] | None
+    on_rejoin: Callable[[Channel], object] | None
+    on_gave_up: Callable[[GaveUpError], object] | None
+    control_frames: bool
+    ssl: Any
+    json: str | JsonCodec | None
+    max_buffered_pushes: int
+    max_message_size: int | None
+    rng: Random | None
+    transport: Transport | str | None
+    engine: str | EngineFactory
 
 
 def stx_params(token: StxToken) -> Mapping[str, str] | Callable[[], Awaitable[dict[str, str]]]:
@@ -196,11 +242,10 @@ class StxPreset(SocketBase):
         user_uid: str | None = None,
         profile: str | None = None,
         verify_tls: bool | None = None,
-        reconnect: bool | None = None,
         channel_ping_interval: float | None = STX_CHANNEL_PING_INTERVAL,
         wall_clock: Callable[[], float] | None = None,
         environ: Mapping[str, str] | None = None,
-        **socket_options: Any,
+        **socket_options: Unpack[StxSocketOptions],
     ) -> None:
         """A socket to STX, legacy or current API: the credentials decide (see the module).
 
@@ -212,7 +257,7 @@ class StxPreset(SocketBase):
         host or URL, ``url=`` a full socket URL). ``user_id`` (alias ``user_uid``) scopes the
         per-user channels. ``channel_ping_interval`` pings every joined channel that answers
         pings (None: off). ``wall_clock`` stamps signed handshakes (default: the driver's).
-        ``reconnect=False`` never reconnects. Every other option is the driver's ``Socket``'s.
+        Every other option is the driver's ``Socket``'s (:class:`StxSocketOptions`).
 
         Raises:
             UsageError: two kinds of credentials, an unknown region/env, a bad key, an unknown
@@ -233,21 +278,16 @@ class StxPreset(SocketBase):
             profile=profile,
             verify_tls=verify_tls,
         )
-        if reconnect is not None:
-            if "retry" in socket_options:
-                raise UsageError("pass reconnect= or retry=, not both")
-            if not reconnect:
-                socket_options["retry"] = None
         if not settings.verify_tls and "transport" not in socket_options:
             socket_options["transport"] = "tcp-unverified"
+        params = None
         if settings.auth is StxAuthKind.TOKEN:
             assert settings.token is not None
-            socket_options["params"] = stx_params(settings.token)
-        socket_options.setdefault(
-            "headers", stx_headers(settings, wall_clock or self.runtime.wall_clock)
-        )
+            params = stx_params(settings.token)
         super().__init__(
             settings.url,
+            params=params,
+            headers=stx_headers(settings, wall_clock or self.runtime.wall_clock),
             channel_ping_interval=channel_ping_interval,
             channel_ping_skip=_no_ping,
             **socket_options,

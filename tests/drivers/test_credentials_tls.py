@@ -113,3 +113,22 @@ async def test_tokens_never_reach_reprs_or_logs(
     assert srv.phoenix.all_connections[0].auth_token == "SECRET-2"
     assert "SECRET" not in caplog.text
     assert "message 'tick'" in caplog.text  # DEBUG logging was on
+
+
+def test_credentials_over_plain_ws_to_a_remote_host_are_warned_about(
+    impl: Impl, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Constructed only: nothing connects, and the warning comes before anything is sent.
+    caplog.set_level(logging.WARNING, logger=impl.logger)
+    impl.Socket("ws://10.1.2.3/socket", auth_token="secret-token")
+    impl.Socket("ws://exchange.example/socket", params={"token": "secret-token"})
+    impl.Socket("ws://127.0.0.1:9/socket", auth_token="secret-token")  # loopback: fine
+    impl.Socket("ws://localhost:9/socket", headers={"X-Key": "secret-token"})  # fine
+    impl.Socket("wss://exchange.example/socket", auth_token="secret-token")  # TLS: fine
+    impl.Socket("ws://10.1.2.3/socket")  # no credentials: fine
+    warned = [r for r in caplog.records if getattr(r, "stx_ws_event", "") == "plain_credentials"]
+    assert [r.getMessage().split(" (")[0] for r in warned] == [
+        "credentials will go unencrypted to 10.1.2.3",
+        "credentials will go unencrypted to exchange.example",
+    ]
+    assert "secret-token" not in caplog.text

@@ -152,6 +152,8 @@ async def test_each_current_channel_joins(impl: Impl) -> None:
         StxChannels.balances(),
         StxChannels.account(),
         StxChannels.user_info(),
+        StxChannels.rfq(),
+        StxChannels.combo_quote(),
     ]
     with anyio.fail_after(LIMIT * 2):
         async with TestServer(stx) as server:
@@ -282,3 +284,24 @@ async def test_an_access_token_of_the_wrong_type_ends_the_socket(impl: Impl) -> 
                     await ws.join(StxChannels.fills())
     assert isinstance(info.value.__cause__, UsageError)
     assert "access token must be a non-empty str, got int" in str(info.value.__cause__)
+
+
+def test_the_stx_socket_options_are_the_sockets() -> None:
+    import inspect
+
+    from stx_proto.driver import SocketBase
+    from stx_proto.driver.stx import StxSocketOptions
+
+    params = inspect.signature(SocketBase.__init__).parameters
+    socket = {
+        name: str(p.annotation)
+        for name, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    for own in ("params", "headers", "channel_ping_interval", "channel_ping_skip"):
+        del socket[own]  # made by the preset from the credentials, or its own options
+    ours = {
+        name: getattr(tp, "__forward_arg__", str(tp))
+        for name, tp in StxSocketOptions.__annotations__.items()
+    }
+    assert ours == socket
