@@ -32,9 +32,11 @@ from stx_anyio import (
     HandshakeRefusedError,
     RetryPolicy,
     Socket,
+    STXWebSocket,
     StxWsError,
     UsageError,
 )
+from stx_proto import stx_host
 
 from ._demo import demo
 from ._serve import DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_TOPICS, serve
@@ -50,10 +52,15 @@ exit status:
   2  usage error: a bad option or argument
 """
 
+_BAD_CREDENTIALS = (
+    "HTTP 401/403 usually means bad or missing credentials: check --token, --header, --param,"
+    " or the STX credentials of --stx"
+)
+
 #: What a refused handshake usually means, by HTTP status.
 HANDSHAKE_HINTS = {
-    401: "HTTP 401/403 usually means bad or missing credentials: check --token, --header, --param",
-    403: "HTTP 401/403 usually means bad or missing credentials: check --token, --header, --param",
+    401: _BAD_CREDENTIALS,
+    403: _BAD_CREDENTIALS,
     404: "HTTP 404 usually means a wrong path: the URL should end in /socket",
 }
 
@@ -274,6 +281,19 @@ def ws_url(text: str) -> str:
     return text
 
 
+def stx_region_env(text: str) -> tuple[str, str]:
+    """``REGION/ENV`` of STX's host table (e.g. ``ontario/staging``, ``eu/prod``) as a pair.
+    Raises ArgumentTypeError for another shape or a pair with no host, naming the known ones."""
+    region, sep, env = text.partition("/")
+    if not sep or not region.strip() or not env.strip():
+        raise argparse.ArgumentTypeError(f"expected REGION/ENV, e.g. ontario/staging, got {text!r}")
+    try:
+        stx_host(region, env)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return region.strip(), env.strip()
+
+
 def key_value(text: str) -> tuple[str, str]:
     """``NAME=VALUE`` as a pair. Raises ArgumentTypeError, without repeating the text (it may
     be a secret)."""
@@ -327,11 +347,29 @@ def _log_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _connection_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "url", type=ws_url, metavar="URL", help="socket URL, e.g. ws://127.0.0.1:4000/socket"
-    )
+def _connection_options(p: argparse.ArgumentParser, stx: bool) -> None:
+    if not stx:  # with --stx, the host table (or the environment) gives the URL
+        p.add_argument(
+            "url",
+            type=ws_url,
+            metavar="URL",
+            help="socket URL, e.g. ws://127.0.0.1:4000/socket (or --stx instead)",
+        )
     g = p.add_argument_group("connection")
+    g.add_argument(
+        "--stx",
+        type=stx_region_env,
+        metavar="REGION/ENV",
+        help="connect to STX instead of a URL, e.g. --stx ontario/staging; the credentials come "
+        "from the environment (STX_KEY_ID and STX_PRIVATE_KEY, or STX_TOKEN) or a "
+        "~/.stx/credentials profile, and STX_WS_URL or STX_HOST override the host",
+    )
+    g.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="with --stx: the ~/.stx/credentials profile to read (default: STX_PROFILE, "
+        "else 'default')",
+    )
     g.add_argument(
         "--param",
         type=key_value,
@@ -403,7 +441,6 @@ def _retry_options(p: argparse.ArgumentParser) -> None:
 
 
 def _listen_options(p: argparse.ArgumentParser) -> None:
-    _connection_options(p)
     p.add_argument(
         "topics",
         nargs="+",
@@ -416,7 +453,6 @@ def _listen_options(p: argparse.ArgumentParser) -> None:
 
 
 def _push_options(p: argparse.ArgumentParser) -> None:
-    _connection_options(p)
     p.add_argument("topic", type=topic, metavar="TOPIC", help="topic to join, e.g. room:lobby")
     p.add_argument("event", metavar="EVENT", help="event name of the push, e.g. new_msg")
     p.add_argument(
@@ -478,7 +514,9 @@ _COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(stx: bool = False) -> argparse.ArgumentParser:
+    """The command line's parser; ``stx`` (``--stx`` is on the line) drops the URL argument
+    of the commands that connect, since the host table gives it."""
     parser = argparse.ArgumentParser(
         prog="stx-ws",
         description="Phoenix Channels over WebSocket, from the command line.",
@@ -497,6 +535,8 @@ def _parser() -> argparse.ArgumentParser:
             epilog=EXIT_STATUS_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if add_options in (_listen_options, _push_options):
+            _connection_options(p, stx)
         add_options(p)
         _log_options(p)
     return parser
@@ -527,11 +567,34 @@ def _check_retry(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     )
 
 
+def _check_stx(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (``parser.error``, exit status 2) the options that contradict ``--stx``:
+    its credentials come from the environment or a profile, never from the line."""
+    if not hasattr(args, "stx"):
+        return
+    if args.stx is None:
+        if args.profile is not None:
+            parser.error("--profile is an option of --stx")
+        return
+    given = [name for name in ("param", "header") if getattr(args, name)]
+    given += ["token"] if args.token is not None else []
+    if given:
+        options = ", ".join(f"--{name}" for name in given)
+        parser.error(
+            f"--stx takes its credentials from the environment or a profile, not {options}"
+        )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line. Exits with status 2 and a message for a bad one."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # --stx replaces the URL argument: the parser is made without it, so that the topics
+    # that follow are not taken for a URL.
+    stx = any(arg == "--stx" or arg.startswith("--stx=") for arg in argv)
+    parser = _parser(stx)
     args = parser.parse_args(argv)
     _check_retry(parser, args)
+    _check_stx(parser, args)
     return args
 
 
@@ -558,6 +621,19 @@ def _socket_from(args: argparse.Namespace, status: _Status) -> Socket:
     def on_rejoin(channel: Channel) -> None:
         status(f"rejoined {channel.topic} (messages may have been missed)")
 
+    if args.stx is not None:
+        region, env = args.stx
+        return STXWebSocket(
+            region,
+            env,
+            profile=args.profile,
+            vsn=args.vsn,
+            timeout=args.timeout,
+            retry=args.retry,
+            on_open=on_open,
+            on_close=on_close,
+            on_rejoin=on_rejoin,
+        )
     return Socket(
         args.url,
         params=dict(args.param) or None,

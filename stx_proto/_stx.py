@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import UsageError
+from ._stx_channels import StxChannel, StxChannelName
 
 #: A JWT, or a sync or async callable returning one (called at every connect).
 StxToken = str | Callable[[], str | Awaitable[str]]
@@ -133,13 +134,23 @@ def stx_host_url(host: str) -> str:
 
 
 def stx_topic(channel: Channels | str, user_uid: str | None = None) -> str:
-    """The topic for ``channel``: a :class:`Channels` member, its value, or a raw topic."""
+    """The topic for ``channel``: a :class:`Channels` member, its value, the bare name of a
+    current-API channel (a per-user one such as ``"fills"`` becomes ``fills:<user_uid>``), or a
+    raw topic, which passes through.
+
+    Raises UsageError for a user-scoped channel with no ``user_uid``.
+    """
     if isinstance(channel, Channels):
         return channel.topic(user_uid)
     try:
         return Channels(channel).topic(user_uid)
     except ValueError:
+        pass
+    try:
+        name = StxChannelName(channel)
+    except ValueError:
         return channel  # a raw topic such as "market_info:123" passes through
+    return StxChannel(name).for_user(user_uid).topic
 
 
 def stx_settings(

@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import logging
+import os
 import socket
+import time
 from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
@@ -27,8 +29,8 @@ from stx_anyio import (
 )
 from stx_anyio._demo import demo
 from stx_anyio.testing import TestServer
-from stx_proto import ChannelMessage
-from stx_proto.testing import PhoenixServer
+from stx_proto import ChannelMessage, StxAuthKind
+from stx_proto.testing import PhoenixServer, StxServer
 
 pytestmark = pytest.mark.anyio
 
@@ -503,3 +505,107 @@ def test_main_maps_what_ends_a_command_to_its_exit_status(
     out, err = io.StringIO(), io.StringIO()
     assert _cli.main(["listen", "ws://127.0.0.1:9/socket", "t"], out, err) == status
     assert err.getvalue().startswith(said)
+
+
+STX_USER = "u-9"
+
+
+def stx_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, **values: str) -> None:
+    """Only these STX_* variables, and no credentials file of the machine's."""
+    for name in list(os.environ):
+        if name.startswith("STX_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/.stx/credentials: none
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_listen_with_stx_signs_with_the_environments_api_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    stx = StxServer(clock=time.time)
+    key_id, pem = stx.new_api_key(STX_USER)
+    out, err = io.StringIO(), io.StringIO()
+    async with TestServer(stx) as server, anyio.create_task_group() as tg:
+        stx_environment(
+            monkeypatch,
+            tmp_path,
+            STX_WS_URL=server.url,
+            STX_KEY_ID=key_id,
+            STX_PRIVATE_KEY=pem,
+            STX_USER_ID=STX_USER,
+        )
+        args = parse("listen", "--stx", "ontario/staging", "ticker", "fills")
+        tg.start_soon(_cli.listen, args, out, err)
+        await server.wait_for_join(f"fills:{STX_USER}")
+        stx.broadcast(f"fills:{STX_USER}", "fill", {"n": 1})
+        with anyio.fail_after(5):
+            while not (
+                fills := [
+                    m for m in map(json.loads, out.getvalue().splitlines()) if m["event"] == "fill"
+                ]
+            ):
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert fills[0]["topic"] == f"fills:{STX_USER}" and fills[0]["payload"] == {"n": 1}
+    headers = dict(stx.all_connections[0].request_headers)
+    assert headers["x-stx-access-key"] == key_id
+    assert headers["user-agent"].startswith("stx-ws/")
+    assert pem not in err.getvalue() and headers["x-stx-access-signature"] not in err.getvalue()
+
+
+def test_a_refused_stx_key_is_said_once_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stx = StxServer(clock=time.time)
+    key_id, _ = stx.new_api_key(STX_USER)
+    _, other_pem = StxServer(clock=time.time).new_api_key(STX_USER)  # not this key's pair
+    err = io.StringIO()
+    with served(stx) as server:
+        stx_environment(
+            monkeypatch,
+            tmp_path,
+            STX_WS_URL=server.url,
+            STX_KEY_ID=key_id,
+            STX_PRIVATE_KEY=other_pem,
+        )
+        code = _cli.main(["listen", "--stx", "us/demo", "market_info"], io.StringIO(), err)
+    assert code == _cli.EXIT_FAILED
+    text = err.getvalue() + capsys.readouterr().err
+    (line,) = text.splitlines()
+    assert "HTTP 401" in line and "STX credentials" in line
+    assert other_pem not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["listen", "--stx", "ontario", "a"], "expected REGION/ENV"),
+        (["listen", "--stx", "us/prod", "a"], "no US production host"),
+        (["listen", "--stx", "mars/demo", "a"], "known: ontario/production"),
+        (["listen", "--stx", "us/demo", "a", "--token", "t"], "not --token"),
+        (["push", "--stx", "us/demo", "a", "e", "--param", "k=v"], "not --param"),
+        (["listen", "ws://127.0.0.1:1/socket", "a", "--profile", "p"], "option of --stx"),
+    ],
+)
+def test_stx_options_that_contradict_are_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _cli.parse_args(argv)
+    assert info.value.code == _cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_stx_reads_the_named_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    _, pem = StxServer(clock=time.time).new_api_key(STX_USER)
+    (tmp_path / "bot.pem").write_text(pem)
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[bot]\nkey_id = k-42\nkey_file = {tmp_path / 'bot.pem'}\n")
+    stx_environment(monkeypatch, tmp_path, STX_USER_ID=STX_USER)
+    monkeypatch.setenv("STX_CREDENTIALS", str(credentials))
+    args = parse("listen", "--stx", "ontario/staging", "--profile", "bot", "fills")
+    sock = _cli._socket_from(args, _cli._Status(io.StringIO()))
+    assert sock.settings.auth is StxAuthKind.API_KEY
+    assert sock.settings.url == "wss://api-staging.on.sportsxapp.com/socket/websocket"
+    assert sock.resolve_topic("fills") == f"fills:{STX_USER}"

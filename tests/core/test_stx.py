@@ -62,6 +62,11 @@ def test_stx_topic_accepts_members_values_and_raw_topics() -> None:
     assert stx_topic("portfolio", "u") == "portfolio:u"
     assert stx_topic("market_info") == "market_info"
     assert stx_topic("market_info:123") == "market_info:123"
+    assert stx_topic("fills", "u") == "fills:u"  # the current API's per-user channels too
+    assert stx_topic("ticker", "u") == "ticker"
+    assert stx_topic("fills:other", "u") == "fills:other"
+    with pytest.raises(UsageError, match="fills is per-user"):
+        stx_topic("fills")
 
 
 def test_settings_from_arguments_environment_and_table() -> None:
