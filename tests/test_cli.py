@@ -23,6 +23,7 @@ from stx_anyio import (
     HandshakeRefusedError,
     JoinError,
     RetryPolicy,
+    STXWebSocket,
     StxWsError,
     UsageError,
     _cli,
@@ -606,6 +607,7 @@ def test_stx_reads_the_named_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("STX_CREDENTIALS", str(credentials))
     args = parse("listen", "--stx", "ontario/staging", "--profile", "bot", "fills")
     sock = _cli._socket_from(args, _cli._Status(io.StringIO()))
+    assert isinstance(sock, STXWebSocket)
     assert sock.settings.auth is StxAuthKind.API_KEY
     assert sock.settings.url == "wss://api-staging.on.sportsxapp.com/socket/websocket"
     assert sock.resolve_topic("fills") == f"fills:{STX_USER}"
