@@ -100,8 +100,30 @@ def _sub_curve(p0: Point, c: Point, p1: Point, t0: float, t1: float) -> tuple[Po
     return start, control, end
 
 
-def _arrow(src: Point, dst: Point, label: str) -> str:
-    """One arrow between two states, bowed to its right, with its label at the middle."""
+#: Where along its arrow a label may sit, tried in this order until it overlaps no label
+#: placed before it (0: the source, 1: the target).
+LABEL_TRIES = (LABEL_AT, 0.22, 0.4, 0.5, 0.15, 0.6, 0.7)
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def _label_box(at: Point, label: str) -> Box:
+    half = len(label) * 3.6 + 3  # about 7.2 px a character at 12.5 px, plus the halo
+    return (at[0] - half, at[1] - 9, at[0] + half, at[1] + 9)
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label(at: Point, label: str) -> str:
+    return f'<text x="{at[0]:.1f}" y="{at[1] + 4:.1f}" class="label">{html.escape(label)}</text>'
+
+
+def _arrow(src: Point, dst: Point, label: str, taken: list[Box]) -> tuple[str, str]:
+    """One arrow between two states, bowed to its right, and its label: the path and the
+    text, apart, so that every label is drawn above every line. The label goes at the first
+    place of LABEL_TRIES that overlaps none of the ``taken`` boxes (to which its box is added).
+    """
     dx, dy = dst[0] - src[0], dst[1] - src[1]
     length = math.hypot(dx, dy)
     normal = (-dy / length, dx / length)
@@ -111,18 +133,21 @@ def _arrow(src: Point, dst: Point, label: str) -> str:
     t0 = next(t for t in samples if not _inside(_bezier(src, control, dst, t), src))
     t1 = next(t for t in reversed(samples) if not _inside(_bezier(src, control, dst, t), dst))
     start, ctrl, end = _sub_curve(src, control, dst, t0, t1)
-    # The label sits a third of the way along, nearer its source: arrows that cross the
-    # middle of the circle come from different states, so their labels do not pile up there.
-    lx, ly = _bezier(src, control, dst, t0 + (t1 - t0) * LABEL_AT)
-    return (
+    # Nearer its source first: arrows that cross the middle of the circle come from
+    # different states, so their labels do not pile up there.
+    places = [_bezier(src, control, dst, t0 + (t1 - t0) * t) for t in LABEL_TRIES]
+    free = [p for p in places if not any(_overlaps(_label_box(p, label), b) for b in taken)]
+    at = (free or places)[0]
+    taken.append(_label_box(at, label))
+    path = (
         f'<path d="M{start[0]:.1f},{start[1]:.1f} Q{ctrl[0]:.1f},{ctrl[1]:.1f} '
-        f'{end[0]:.1f},{end[1]:.1f}" class="edge" marker-end="url(#arrow)"/>\n'
-        f'<text x="{lx:.1f}" y="{ly + 4:.1f}" class="label">{html.escape(label)}</text>'
+        f'{end[0]:.1f},{end[1]:.1f}" class="edge" marker-end="url(#arrow)"/>'
     )
+    return path, _label(at, label)
 
 
-def _loop(at: Point, label: str) -> str:
-    """A self-loop on the outer side of the state at ``at``."""
+def _loop(at: Point, label: str, taken: list[Box]) -> tuple[str, str]:
+    """A self-loop on the outer side of the state at ``at``, and its label (see _arrow)."""
     cx, cy = WIDTH / 2, HEIGHT / 2
     angle = math.atan2(at[1] - cy, at[0] - cx)
     out = (math.cos(angle), math.sin(angle))
@@ -133,13 +158,14 @@ def _loop(at: Point, label: str) -> str:
     reach = 62.0
     c1 = (start[0] + out[0] * reach + side[0] * 26, start[1] + out[1] * reach + side[1] * 26)
     c2 = (end[0] + out[0] * reach - side[0] * 26, end[1] + out[1] * reach - side[1] * 26)
-    lx, ly = base[0] + out[0] * (reach + 10), base[1] + out[1] * (reach + 10)
-    return (
+    at_label = (base[0] + out[0] * (reach + 10), base[1] + out[1] * (reach + 10))
+    taken.append(_label_box(at_label, label))
+    path = (
         f'<path d="M{start[0]:.1f},{start[1]:.1f} C{c1[0]:.1f},{c1[1]:.1f} '
         f'{c2[0]:.1f},{c2[1]:.1f} {end[0]:.1f},{end[1]:.1f}" class="edge" '
-        f'marker-end="url(#arrow)"/>\n'
-        f'<text x="{lx:.1f}" y="{ly + 4:.1f}" class="label">{html.escape(label)}</text>'
+        f'marker-end="url(#arrow)"/>'
     )
+    return path, _label(at_label, label)
 
 
 def render(table: Table, title: str) -> str:
@@ -165,9 +191,18 @@ def render(table: Table, title: str) -> str:
         'fill="#546e7a"/></marker></defs>',
         f'<rect width="{WIDTH:.0f}" height="{HEIGHT:.0f}" fill="#fff"/>',
     ]
-    for (src, dst), inputs in edges(table).items():
+    taken: list[Box] = []
+    labels = []
+    # The loops first: their labels have one place, the arrows' labels make way for them.
+    for (src, dst), inputs in sorted(edges(table).items(), key=lambda e: e[0][0] != e[0][1]):
         label = ", ".join(inputs)
-        parts.append(_loop(at[src], label) if src == dst else _arrow(at[src], at[dst], label))
+        if src == dst:
+            path, text = _loop(at[src], label, taken)
+        else:
+            path, text = _arrow(at[src], at[dst], label, taken)
+        parts.append(path)
+        labels.append(text)
+    parts.extend(labels)
     for node in nodes:
         x, y = at[node]
         parts.append(
