@@ -611,3 +611,16 @@ def test_stx_reads_the_named_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert sock.settings.auth is StxAuthKind.API_KEY
     assert sock.settings.url == "wss://api-staging.on.sportsxapp.com/socket/websocket"
     assert sock.resolve_topic("fills") == f"fills:{STX_USER}"
+
+
+def test_serve_passes_a_closed_output_pipe_up_to_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() ends quietly with status 0 on BrokenPipeError; serve's OSError handler (a taken
+    # port) must not swallow it as a listen failure.
+    async def serve(*args: Any, **kwargs: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(_cli, "serve", serve)
+    err = io.StringIO()
+    with pytest.raises(BrokenPipeError):
+        _cli._run_serve(parse("serve", "--port", "0"), io.StringIO(), err)
+    assert err.getvalue() == ""

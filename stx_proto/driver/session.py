@@ -76,6 +76,9 @@ from .runtime import AsyncEvent, Runtime, Signal, TaskGroup, is_cancellation
 from .transport import Transport
 
 INBOX_LIMIT = 16  # reads ahead of the pump before the reader waits
+#: At most this many whole messages (from a message transport) are fed to the core in one
+#: pass of the pump, the handlers getting a turn after each run.
+MESSAGE_RUN = 64
 #: The longest the pump holds back reads while the handlers catch up (per read): long enough
 #: for a starved dispatcher to drain, short enough that heartbeats and timers stay on time.
 MAX_PAUSE = 0.05
@@ -197,6 +200,8 @@ class Session:
         self._last_conn: Connection | None = None  # the newest, current or closing
         self._inbox: deque[tuple[Connection, int, Any]] = deque()
         self._wakeup = Signal(runtime.event)
+        # While the pump sleeps: the deadline it sleeps until (inf: none); None otherwise.
+        self._asleep_until: float | None = None
         self._room = Signal(runtime.event)
         self._pause_until: float | None = None  # reads held back (back-pressure) until then
         self._fatal: StxWsError | None = None
@@ -233,10 +238,20 @@ class Session:
             if (deadline is None or deadline > now) and self.dispatcher.backlog() is None:
                 try:
                     self._feed((conn, kind, data), now)
-                    self._drain()
+                    deadline = self._drain()
                 except Exception as exc:  # as in the pump: a bug, failed loudly
                     self._internal_error(exc)
-                self._wakeup.set()  # the pump sleeps until the core's next deadline
+                    self._wakeup.set()
+                    return
+                # Wake the pump only when it must act: the core wants a timer sooner than
+                # the pump's sleep ends, or the socket is done. A pump that is not asleep
+                # looks again before it sleeps. Not waking it for every message saves a
+                # loop hop per message on a message transport, and per round trip.
+                until = self._asleep_until
+                if until is not None and (
+                    (deadline is not None and deadline < until) or self.router.closed
+                ):
+                    self._wakeup.set()
                 return
         self._inbox.append((conn, kind, data))
         self._wakeup.set()
@@ -682,8 +697,12 @@ class Session:
         self._abort(error)
 
     async def _sleep(self, deadline: float | None) -> None:
-        with self.runtime.cancel_scope(deadline=math.inf if deadline is None else deadline):
-            await self._wakeup.wait()
+        until = self._asleep_until = math.inf if deadline is None else deadline
+        try:
+            with self.runtime.cancel_scope(deadline=until):
+                await self._wakeup.wait()
+        finally:
+            self._asleep_until = None
 
     async def _pump(self) -> None:
         client = self.client
@@ -714,7 +733,15 @@ class Session:
                         )
                         continue
                 self._pause_until = None
-                self._feed(inbox.popleft(), now)
+                item = inbox.popleft()
+                self._feed(item, now)
+                if item[1] == MESSAGE:
+                    # A message transport posts one message per item, where a read of bytes
+                    # brings hundreds: take a run of them in one pass, not a loop hop each.
+                    more = MESSAGE_RUN
+                    while more and inbox and inbox[0][1] == MESSAGE:
+                        self._feed(inbox.popleft(), now)
+                        more -= 1
                 self._room.set()  # the reader re-checks the inbox's length
                 if self.dispatcher.pending:
                     # Let the handlers run between reads, so that a burst of many reads
