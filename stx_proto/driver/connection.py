@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from .._errors import CredentialsRevokedError, UsageError
 from .._events import HandshakeRequest, OpenTransport
@@ -25,6 +26,8 @@ from .transport import (
     StreamTransport,
     Transport,
 )
+
+_Stream = TypeVar("_Stream", ByteStream, MessageStream)
 
 # What a connection posts to the pump's inbox.
 DATA = 0  # bytes read from a byte stream
@@ -163,16 +166,7 @@ class Connection:
         except Exception as exc:
             owner.post(self, ENDED, f"connect failed: {describe_error(exc)}")
             return
-        self.opened = True
-        try:
-            owner.post(self, OPENED, None)
-            async with owner.runtime.task_group() as tg:
-                tg.start_soon(self._write_bytes, stream)
-                await self._read_bytes(stream)
-                if not self.closing:
-                    tg.cancel_scope.cancel()
-        finally:
-            await self._aclose(stream)
+        await self._carry(stream, self._write_bytes, self._read_bytes)
 
     async def _run_messages(self, transport: MessageTransport, command: OpenTransport) -> None:
         owner = self._owner
@@ -194,12 +188,23 @@ class Connection:
         except Exception as exc:
             owner.post(self, ENDED, f"connect failed: {describe_error(exc)}")
             return
+        await self._carry(stream, self._write_messages, self._read_messages)
+
+    async def _carry(
+        self,
+        stream: _Stream,
+        write: Callable[[_Stream], Coroutine[Any, Any, None]],
+        read: Callable[[_Stream], Coroutine[Any, Any, None]],
+    ) -> None:
+        """The open connection: the writer in a task, the reader here, until the stream ends
+        or the core closes it; the stream is closed at the end either way."""
+        owner = self._owner
         self.opened = True
         try:
             owner.post(self, OPENED, None)
             async with owner.runtime.task_group() as tg:
-                tg.start_soon(self._write_messages, stream)
-                await self._read_messages(stream)
+                tg.start_soon(write, stream)
+                await read(stream)
                 if not self.closing:
                     tg.cancel_scope.cancel()
         finally:
