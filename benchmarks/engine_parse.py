@@ -25,7 +25,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request, TextMessage
 from wsproto.utilities import generate_accept_token
 
-from stx_proto import WebSocketEngine, WsText, resolve_engine
+from stx_proto import WebSocketEngine, resolve_engine
 
 CHUNK = 64 * 1024
 
@@ -79,7 +79,7 @@ def run_engine(name: str, data: bytes) -> int:
     received = 0
     for start in range(0, len(data), CHUNK):
         for ev in receive(data[start : start + CHUNK]):
-            if type(ev) is WsText:
+            if type(ev) is str:
                 received += 1
     return received
 

@@ -85,13 +85,11 @@ from ._stx_settings import AccessToken, StxAuthKind, StxSettings, resolve_stx_se
 from ._websocket import (
     WebSocketEngine,
     WsAccepted,
-    WsBinary,
     WsClosed,
     WsEvent,
     WsFailed,
     WsprotoEngine,
     WsRejected,
-    WsText,
 )
 
 __all__ = [
@@ -165,12 +163,10 @@ __all__ = [
     "UsageError",
     "WebSocketEngine",
     "WsAccepted",
-    "WsBinary",
     "WsClosed",
     "WsEvent",
     "WsFailed",
     "WsRejected",
-    "WsText",
     "WsprotoEngine",
     "answers_channel_ping",
     "apply_filter_push",

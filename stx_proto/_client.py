@@ -68,12 +68,10 @@ from ._url import (
 from ._websocket import (
     DEFAULT_MAX_MESSAGE_SIZE,
     WsAccepted,
-    WsBinary,
     WsClosed,
     WsEvent,
     WsFailed,
     WsRejected,
-    WsText,
 )
 
 if TYPE_CHECKING:
@@ -81,6 +79,9 @@ if TYPE_CHECKING:
     from ._typed import TypedSerializer
 
 __all__ = ["Client"]
+
+# MessageReceived(msg) without the named tuple's Python-level __new__ (per-message path).
+_new_tuple = tuple.__new__
 
 _POLICY = "a RetryPolicy, or None never to reconnect"
 _CONNECT: TimerKey = (TimerKind.CONNECT, "")
@@ -604,9 +605,10 @@ class Client:
         self._timers.set(_CONNECT, now + self._connect_timeout)
 
     def _on_ws_events(self, now: float, events: list[WsEvent]) -> None:
+        on_message = self._on_message
         for ev in events:
-            if type(ev) is WsText or type(ev) is WsBinary:
-                self._on_message(now, ev.data)
+            if type(ev) is str or type(ev) is bytes:  # a message (the per-message path)
+                on_message(now, ev)
             elif type(ev) is WsAccepted:
                 self._on_accepted(now, ev.subprotocol)
             elif type(ev) is WsRejected:
@@ -748,21 +750,19 @@ class Client:
             self.stats.malformed_frames += 1
             self._outbox.emit(FrameDropped(str(exc), data[:256]))
             return
-        ref = msg.ref
+        topic, event, _, ref, join_ref = msg
         hb = self._heartbeat
-        if ref is not None and hb is not None and hb.answered(now, ref, msg.topic):
+        if ref is not None and hb is not None and hb.answered(now, ref, topic):
             return
         channels = self._channels
-        ch = channels.live.get(msg.topic)
+        ch = channels.live.get(topic)
         if ch is None:
             if not channels.expected_after_leave(msg):
                 self.stats.unknown_topic_dropped += 1
             return
-        join_ref = msg.join_ref
         if join_ref and join_ref != ch.join_ref:  # null or "" means "no join_ref", as in phoenix.js
             self.stats.stale_dropped += 1
             return
-        event = msg.event
         state = ch.state
         if event in CONTROL_EVENTS:
             channels.on_control(now, ch, msg, closing=self._state is SocketState.CLOSING)
@@ -772,18 +772,22 @@ class Client:
             self.stats.stale_dropped += 1
         else:
             typed = self._typed
-            if typed is not None and typed.resolve(ch.types, msg) is None:
-                return  # a typed payload that did not fit, or a payload that is not JSON
+            if typed is not None:
+                resolved = typed.resolve(ch.types, msg)
+                if resolved is None:
+                    return  # a typed payload that did not fit, or a payload that is not JSON
+                msg = resolved
             self.stats.messages += 1
-            self._outbox.emit(MessageReceived(msg))
+            if self._wbuf:
+                self._outbox.emit(MessageReceived(msg))
+            else:  # Outbox.emit() without the call: nothing written waits to go first
+                self._out.append(_new_tuple(MessageReceived, (msg,)))
             presence = ch.presence
             if presence is not None:
                 update = presence.handle(event, msg.payload, ch.join_ref, notify=False)
                 if update is not None:
                     self._outbox.emit(
-                        PresenceChanged(
-                            ch.topic, update.joins, update.leaves, presence, update.synced
-                        )
+                        PresenceChanged(topic, update.joins, update.leaves, presence, update.synced)
                     )
 
 

@@ -1,13 +1,14 @@
 """What the core hands back: commands for the transport, events for the application.
 
 The caller pulls them one at a time with :meth:`stx_proto.Client.next_event` until it gets a
-:class:`SleepUntil`. Every type here is a frozen, slotted value.
+:class:`SleepUntil`. Every type here is a frozen value with no instance dict: slotted classes, and
+for the per-message event a named tuple.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -235,9 +236,11 @@ class ChannelClosed:
     payload: Any = None
 
 
-@attrs.frozen(slots=True)
-class MessageReceived:
-    """A server push or broadcast for a live channel."""
+class MessageReceived(NamedTuple):
+    """A server push or broadcast for a live channel.
+
+    A named tuple, like :class:`ChannelMessage`: one is made for every message.
+    """
 
     message: ChannelMessage
 

@@ -58,7 +58,13 @@ PRESENCE_EVENTS = frozenset({"presence_state", "presence_diff"})
 #: What msgspec raises for a frame it will not decode (the plain serializer then decides).
 _REFUSED = (msgspec.DecodeError, RecursionError)
 
-_set_payload: Callable[[ChannelMessage, Any], None] = ChannelMessage.__dict__["payload"].__set__
+_new_tuple = tuple.__new__
+
+
+def _with_payload(msg: ChannelMessage, payload: Any) -> ChannelMessage:
+    """``msg`` with its payload decoded (``msg._replace()`` without its Python layers)."""
+    topic, event, _, ref, join_ref = msg
+    return _new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
 
 
 class _V1Frame(msgspec.Struct):
@@ -157,7 +163,7 @@ class TypedSerializer:
                 raise FrameError(f"text frame is not valid JSON: {exc}") from exc
             if not _fields_ok(join_ref, ref, topic, event, payload):
                 raise _fields_error(join_ref, ref, topic, event, payload)
-        return ChannelMessage(topic, event, payload, ref, join_ref)
+        return _new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
 
     def decode_binary(self, data: bytes) -> ChannelMessage:
         """Decode a binary frame as the plain serializer does (raises FrameError)."""
@@ -181,12 +187,11 @@ class TypedSerializer:
         if type(payload) is Raw:
             if decoder is not None:
                 try:
-                    _set_payload(msg, decoder.decode(payload))
-                    return msg
+                    return _with_payload(msg, decoder.decode(payload))
                 except (msgspec.DecodeError, RecursionError) as exc:
                     error = exc
             try:
-                _set_payload(msg, self._loads(bytes(payload)))
+                msg = _with_payload(msg, self._loads(bytes(payload)))
             except _DECODE_ERRORS as exc:
                 self._stats.malformed_frames += 1
                 self._out.emit(
@@ -205,8 +210,7 @@ class TypedSerializer:
             )
         else:  # a frame msgspec refused and the plain serializer decoded: convert its value
             try:
-                _set_payload(msg, msgspec.convert(payload, decoder.type))
-                return msg
+                return _with_payload(msg, msgspec.convert(payload, decoder.type))
             except (msgspec.ValidationError, RecursionError) as exc:
                 error = exc
         self._stats.invalid_payloads += 1

@@ -1,7 +1,9 @@
 """The WebSocket layer of the core: handshake, messages and close, behind a small interface.
 
 The core talks to a :class:`WebSocketEngine`: it feeds the bytes read from the stream in and gets
-:data:`WsEvent` values out, and asks for the bytes to write when it wants to send. An engine never
+:data:`WsEvent` values out, and asks for the bytes to write when it wants to send. A whole text
+message comes out as a ``str`` and a whole binary message as ``bytes``, with no wrapper: that is
+one object less for every message, the hot path. An engine never
 raises on bad input from the peer: whatever the peer does wrong becomes a :class:`WsFailed`
 event. :class:`WsprotoEngine` is the engine built on wsproto; another one (websockets' sans-IO
 protocol, say) only has to implement the same protocol.
@@ -12,7 +14,7 @@ Theory of operation of :class:`WsprotoEngine`:
   gives :class:`WsAccepted`; any other status gives :class:`WsRejected` once the whole
   rejection body has arrived (or the stream ended).
 * After the handshake, bytes go straight to wsproto's ``Connection`` (one generator layer less
-  per event on the hot path). Messages that arrive whole in one wsproto event become events
+  per event on the hot path). Messages that arrive whole in one wsproto event are passed on
   with no copy; fragments are collected and joined, counting the size as they come.
 * wsproto reports a frame it cannot parse as a ``CloseConnection`` event while its state stays
   OPEN (or LOCAL_CLOSING); a close frame really sent by the peer moves the state to
@@ -52,12 +54,10 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "WebSocketEngine",
     "WsAccepted",
-    "WsBinary",
     "WsClosed",
     "WsEvent",
     "WsFailed",
     "WsRejected",
-    "WsText",
     "WsprotoEngine",
 ]
 
@@ -104,20 +104,6 @@ class WsRejected:
 
 
 @attrs.frozen(slots=True)
-class WsText:
-    """One complete text message (fragments already joined)."""
-
-    data: str
-
-
-@attrs.frozen(slots=True)
-class WsBinary:
-    """One complete binary message (fragments already joined)."""
-
-    data: bytes
-
-
-@attrs.frozen(slots=True)
 class WsClosed:
     """The connection ended.
 
@@ -143,7 +129,9 @@ class WsFailed:
     code: int | None
 
 
-WsEvent = WsAccepted | WsRejected | WsText | WsBinary | WsClosed | WsFailed
+#: What an engine reports: a whole text message (``str``), a whole binary message (``bytes``),
+#: or one of the event classes above.
+WsEvent = str | bytes | WsAccepted | WsRejected | WsClosed | WsFailed
 
 # --------------------------------------------------------------------------------------------
 # Interface
@@ -388,7 +376,7 @@ class WsprotoEngine:
                     if len(text) > self._quick_text_max and _utf8_len(text) > self._max:
                         append(self._too_big())
                         break
-                    append(WsText(text))
+                    append(text)
                 elif self._add_text(text, _utf8_len(text), ev.message_finished, out):
                     break
             elif type(ev) is BytesMessage:
@@ -398,7 +386,7 @@ class WsprotoEngine:
                     if len(data) > self._max:
                         append(self._too_big())
                         break
-                    append(WsBinary(data))
+                    append(data)
                 elif self._add_binary(data, ev.message_finished, out):
                     break
             elif type(ev) is Ping:
@@ -444,7 +432,7 @@ class WsprotoEngine:
         parts.append(text)
         if finished:
             self._text_parts = None
-            out.append(WsText("".join(parts)))
+            out.append("".join(parts))
         return False
 
     def _add_binary(self, data: bytes, finished: bool, out: list[WsEvent]) -> bool:
@@ -460,7 +448,7 @@ class WsprotoEngine:
         parts.append(data)
         if finished:
             self._bin_parts = None
-            out.append(WsBinary(b"".join(parts)))
+            out.append(b"".join(parts))
         return False
 
     def _on_close(self, ev: CloseConnection) -> WsEvent:

@@ -61,12 +61,10 @@ from ._errors import UsageError
 from ._websocket import (
     DEFAULT_MAX_MESSAGE_SIZE,
     WsAccepted,
-    WsBinary,
     WsClosed,
     WsEvent,
     WsFailed,
     WsprotoEngine,
-    WsText,
 )
 
 __all__ = ["WebsocketsEngine"]
@@ -209,7 +207,7 @@ class WebsocketsEngine:
                 if frame.opcode is fast_text and frame.fin:
                     try:
                         # Received frames hold bytearray (memoryview is for sent frames only).
-                        append(WsText(frame.data.decode()))  # type: ignore[union-attr]  # never a memoryview
+                        append(frame.data.decode())  # type: ignore[union-attr]  # never a memoryview
                     except UnicodeDecodeError as exc:
                         append(self._fail_open(str(exc), 1007))
                         break
@@ -366,7 +364,7 @@ class WebsocketsEngine:
             parts = [text] if opcode is _TEXT else self._text_parts
             assert parts is not None
             if fin:
-                out.append(WsText(text if opcode is _TEXT else "".join([*parts, text])))
+                out.append(text if opcode is _TEXT else "".join([*parts, text]))
                 self._text_parts = self._decoder = None
             else:
                 if opcode is _CONT:
@@ -374,7 +372,7 @@ class WebsocketsEngine:
                 self._text_parts = parts
         elif opcode is _BINARY:
             if fin:
-                out.append(WsBinary(bytes(data)))
+                out.append(bytes(data))
             else:
                 self._bin_parts = bytearray(data)
         else:
@@ -382,7 +380,7 @@ class WebsocketsEngine:
             assert bin_parts is not None
             bin_parts += data
             if fin:
-                out.append(WsBinary(bytes(bin_parts)))
+                out.append(bytes(bin_parts))
                 self._bin_parts = None
         return False
 

@@ -1,9 +1,19 @@
 """Running user code: handlers and hooks, in the order and concurrency the user chose.
 
-The pump never runs user code: it hands messages and hook calls to the dispatcher through a
-bounded queue and goes back to the connection. So a handler that awaits ``ch.push()`` cannot
-deadlock the pump (the pump keeps reading and resolving replies), and a slow handler costs
-queue space, counted and logged on overflow, not heartbeats.
+The pump hands messages and hook calls to the dispatcher through a bounded queue and goes back
+to the connection. So a handler that awaits ``ch.push()`` cannot deadlock the pump (the pump
+keeps reading and resolving replies), and a slow async handler costs queue space, counted and
+logged on overflow, not heartbeats.
+
+One exception, the per-message fast path: in ``inline`` mode, a message whose channel has only
+a plain (not ``async def``) ``on_message`` is handled by calling it at once, in the task that
+decoded it, when the dispatcher is idle (nothing queued, nothing running). A plain function
+cannot await, so it cannot deadlock anything, and it would hold the event loop for as long in
+any task; what is saved is a queue put, a poll and a task switch per message. Order is kept:
+while anything is queued or running, messages queue behind it. A handler's exception is
+reported in turn through the queue, as from the dispatcher task; a "plain" function that
+returns an awaitable (an object with an ``async def __call__``) has it awaited in turn, and its
+channel's later messages take the queue.
 
 Modes: ``inline`` runs everything in one task, in order, awaiting async handlers; ``task``
 starts each call in its own task, at most ``max_concurrency`` at a time; ``queue`` runs no
@@ -16,7 +26,7 @@ dispatcher serves every driver.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from .._errors import QueueOverflowError, StxWsError, UsageError
@@ -82,6 +92,9 @@ class Dispatcher:
         self._on_handler_error = on_handler_error
         self._max_concurrency = max_concurrency
         self._work = self.new_queue("handler")
+        # The fast path's test (module docstring): inline mode, no item running, no direct
+        # call in progress, not closed. Whether anything is queued is checked per message.
+        self._idle = mode == "inline"
         #: The queue behind ``sock.messages()`` (dispatch="queue" only).
         self.messages: MessageQueue | None = (
             self.new_queue("sock.messages()") if mode == "queue" else None
@@ -128,10 +141,43 @@ class Dispatcher:
         if messages is not None:
             if not messages.put(msg, msg.topic):
                 self._overflowed(route, messages)
-        elif (
-            route.on_message is not None or route.handlers or self.all_handlers
-        ) and not self._work.put((route, msg), msg.topic):
-            self._overflowed(route, self._work)
+        elif route.on_message is not None or route.handlers or self.all_handlers:
+            fn = route.plain_on_message
+            work = self._work
+            if (
+                fn is not None
+                and self._idle
+                and not work.queue
+                and not route.handlers
+                and not self.all_handlers
+            ):
+                self._call_now(route, fn, msg)
+            elif not work.put((route, msg), msg.topic):
+                self._overflowed(route, work)
+
+    def _call_now(
+        self, route: ChannelRoute, fn: Callable[[ChannelMessage], object], msg: ChannelMessage
+    ) -> None:
+        """The fast path (module docstring): ``fn(msg)`` here and now."""
+        self._idle = False  # a message the handler makes arrive (re-entrant) queues behind it
+        try:
+            result = fn(msg)
+        except Exception as exc:
+            self._work.put_control((None, (self.handler_failed, (exc, msg, fn))))
+        else:
+            if result is not None and inspect.isawaitable(result):
+                route.plain_on_message = None
+                self._work.put_control((None, (self._await_result, (result, msg, fn))))
+        finally:
+            self._idle = not self._work.closed
+
+    async def _await_result(
+        self, result: Awaitable[object], msg: ChannelMessage, fn: Callable[..., object]
+    ) -> None:
+        try:
+            await result
+        except Exception as exc:
+            await self.handler_failed(exc, msg, fn)
 
     def hook(self, fn: Callable[..., object] | None, *args: Any) -> None:
         """Call the hook ``fn(*args)`` (if given) in turn with the messages; never dropped."""
@@ -155,10 +201,12 @@ class Dispatcher:
 
     def close(self) -> None:
         """No more input: :meth:`run` returns once everything queued has been handled."""
+        self._idle = False
         self._work.close()
 
     def abandon(self) -> None:
         """Stop: forget what is queued."""
+        self._idle = False
         self._work.abandon()
 
     def _overflowed(self, route: ChannelRoute, queue: MessageQueue) -> None:
@@ -190,10 +238,13 @@ class Dispatcher:
         while True:
             item = poll()
             if item is None:
+                # Idle: a message may be handled by the fast path until the next item.
+                self._idle = not work.closed and self.mode == "inline"
                 try:
                     item = await work.get()
                 except StopAsyncIteration:
                     return
+                self._idle = False
             route, msg = item
             if route is not None and not route.handlers and not self.all_handlers:
                 fn = route.on_message

@@ -22,6 +22,7 @@ consumers. Nothing here awaits: a :class:`Pending` is woken through a plain call
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -172,7 +173,9 @@ class ChannelRoute:
     ``handle`` is the user's channel object (given to hooks such as ``on_rejoin``).
     ``leaving`` is set when the user asks to leave; ``failure`` when the channel is failed by
     the kit (a queue overflow under ``overflow="error"``). ``on_message`` and ``handlers``
-    are run by the dispatcher; ``buffer`` holds messages for the channel's ``async for``.
+    are run by the dispatcher (``plain_on_message`` is ``on_message`` when it is a plain
+    function, which the dispatcher may call directly); ``buffer`` holds messages for the
+    channel's ``async for``.
     ``on_error`` and ``on_close`` are the channel's hooks; ``presence`` its presence view
     (the driver's, when joined with presence); ``background`` is True for a join nobody
     awaits (``Socket.subscribe``).
@@ -195,6 +198,7 @@ class ChannelRoute:
         "on_close",
         "on_error",
         "on_message",
+        "plain_on_message",
         "presence",
         "response",
         "topic",
@@ -213,6 +217,9 @@ class ChannelRoute:
         self.close_payload: Any = None
         self.failure: StxWsError | None = None
         self.on_message = on_message
+        self.plain_on_message = (
+            None if on_message is None or inspect.iscoroutinefunction(on_message) else on_message
+        )
         self.handlers: dict[str, list[Handler]] = {}
         self.buffer: MessageQueue | None = None
         #: Events whose invalid typed payloads have been logged (once each).

@@ -666,6 +666,9 @@ class Session:
     # The pump
 
     async def _run_pump(self) -> None:
+        # A plain on_message may run in the pump or a reader (the dispatcher's fast path):
+        # they count as handler tasks too, and the readers inherit this from the pump.
+        _HANDLER_OF.set(self)
         try:
             await self._pump()
         except Exception as exc:  # a bug in the driver or the core: fail loudly, not silently
@@ -776,10 +779,21 @@ class Session:
     def _drain(self) -> float | None:
         """Carry out the core's outputs until SleepUntil; return its deadline."""
         next_event = self.client.next_event
+        # The per-message path, with its look-ups made once per drain (a read's worth).
+        channel = self.router.channel
+        deliver = self.dispatcher.deliver
+        logger = self._logger
+        debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             out = next_event()
-            if type(out) is MessageReceived:
-                self._deliver(out.message)
+            if type(out) is MessageReceived or type(out) is ControlReceived:
+                msg = out.message
+                route = channel(msg.topic)
+                # The core only emits messages of live channels, and each has a route.
+                if route is not None:  # pragma: no branch
+                    if debug:
+                        logger.debug("message %r on %r", msg.event, msg.topic)
+                    deliver(route, msg)
             elif type(out) is SendBytes or type(out) is SendMessage:
                 conn = self._conn
                 # The core sends only while its transport is open: the check guards a core bug.
@@ -793,8 +807,6 @@ class Session:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     conn.close(self._close_timeout, out.code, out.reason)
-            elif type(out) is ControlReceived:
-                self._deliver(out.message)
             else:
                 # Only events are left (type() is X does not narrow the other way).
                 assert not isinstance(out, _COMMANDS)
@@ -863,15 +875,6 @@ class Session:
                 extra={"stx_ws_event": "payload_invalid"},
             )
         self.dispatcher.report(event.error, msg)
-
-    def _deliver(self, msg: ChannelMessage) -> None:
-        route = self.router.channel(msg.topic)
-        if route is None:  # pragma: no cover - the core only emits messages of live channels
-            return
-        logger = self._logger
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("message %r on %r", msg.event, msg.topic)
-        self.dispatcher.deliver(route, msg)
 
     def _on_event(self, event: Event) -> None:
         route = self.router.handle(event)

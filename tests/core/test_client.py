@@ -1360,3 +1360,27 @@ def test_handshake_invalid_is_a_no_op_unless_connecting(make_link: MakeLink) -> 
     link.connect()
     link.client.handshake_invalid(link.now, UsageError("late"))  # open: nothing happens
     assert link.client.is_connected and not link.of_type(GaveUp)
+
+
+def test_a_message_after_frames_written_in_the_same_read_comes_after_them(
+    make_link: MakeLink,
+) -> None:
+    # One read brings the join's reply (which flushes the push buffered while joining) and a
+    # broadcast: the push's bytes must come out before the message, as they happened.
+    link = make_link()
+    link.connect()
+    client, conn = link.client, link.connection
+    assert conn is not None
+    client.join(link.now, "room")
+    ref = client.push(link.now, "room", "early", {"n": 1})  # buffered: not joined yet
+    while type(out := client.next_event()) is not SleepUntil:
+        assert type(out) is SendBytes
+        conn.receive_data(out.data, link.now)  # the join (the push waits for its reply)
+    conn.broadcast("room", "tick", {"n": 2})
+    client.receive_data(link.now, conn.data_to_send())  # the reply and the broadcast at once
+    outputs = drain(client)
+    assert [type(out).__name__ for out in outputs] == ["Joined", "SendBytes", "MessageReceived"]
+    sent = outputs[1]
+    assert type(sent) is SendBytes
+    conn.receive_data(sent.data, link.now)
+    assert [m.ref for m in conn.received if m.event == "early"] == [ref]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -51,6 +52,24 @@ class TestStdlib:
         # Writing NaN/Infinity would produce text that no JSON parser on the server accepts.
         with pytest.raises(ValueError):
             StdlibJsonCodec().dumps({"x": value})
+
+    @pytest.mark.parametrize(
+        "data",
+        ["[1]", "[1] ", " [1]", "\n[1]\t", '"x"', "NaN", "[1] x", "[1]]", "", " ", "[", "\ufeff[]"],
+    )
+    def test_loads_matches_the_json_decoder_exactly(self, data: str) -> None:
+        # loads() scans with the C scanner first and falls back on the decoder's decode():
+        # the value, or the error and its message, must be decode()'s (json.loads() adds
+        # only a BOM check, which gives another message for the same error).
+        try:
+            expected: Any = json.JSONDecoder().decode(data)
+        except ValueError as exc:
+            with pytest.raises(type(exc)) as caught:
+                StdlibJsonCodec().loads(data)
+            assert str(caught.value) == str(exc)
+        else:
+            got = StdlibJsonCodec().loads(data)
+            assert repr(got) == repr(expected)  # repr: NaN is not equal to itself
 
     def test_big_ints_and_non_str_keys(self) -> None:
         codec = StdlibJsonCodec()

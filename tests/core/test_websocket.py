@@ -38,13 +38,11 @@ from stx_proto._websocket import (
     MAX_REJECTION_BODY,
     WebSocketEngine,
     WsAccepted,
-    WsBinary,
     WsClosed,
     WsEvent,
     WsFailed,
     WsprotoEngine,
     WsRejected,
-    WsText,
 )
 from stx_proto._ws_websockets import WebsocketsEngine
 
@@ -127,11 +125,19 @@ def test_engines_implement_the_interface() -> None:
 
 
 def test_events_are_frozen_values() -> None:
-    event = WsText("a")
-    assert event == WsText("a")
+    event = WsClosed(1000, "bye")
+    assert event == WsClosed(1000, "bye")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        event.data = "b"  # type: ignore[misc]
-    assert "__slots__" in vars(WsText)
+        event.code = 1001  # type: ignore[misc]
+    assert "__slots__" in vars(WsClosed)
+
+
+def test_messages_come_out_as_str_and_bytes_exactly(engine: EngineFactory) -> None:
+    # No wrapper object per message, and no str/bytes subclass either: the core tells a
+    # message from an event with type(ev) is str.
+    client, server = open_pair(engine)
+    events = client.receive(server.send(TextMessage("a")) + server.send(BytesMessage(b"b")))
+    assert [type(ev) for ev in events] == [str, bytes]
 
 
 # ---- handshake
@@ -198,7 +204,7 @@ def test_accept_with_trailing_frames_in_the_same_read(engine: EngineFactory) -> 
     client = new_client(engine)
     server, _ = handshake(client)
     data = server.send(AcceptConnection()) + server.send(TextMessage("hi")) + server.send(Ping())
-    assert client.receive(data) == [WsAccepted(None, ()), WsText("hi")]
+    assert client.receive(data) == [WsAccepted(None, ()), "hi"]
     assert to_server(server, client.data_to_send()) == [Pong(b"")]
 
 
@@ -366,7 +372,7 @@ def test_send_before_open_returns_nothing(engine: EngineFactory) -> None:
 def test_text_and_binary_both_ways(engine: EngineFactory) -> None:
     client, server = open_pair(engine)
     data = server.send(TextMessage("héllo")) + server.send(BytesMessage(b"\x00\x01"))
-    assert client.receive(data) == [WsText("héllo"), WsBinary(b"\x00\x01")]
+    assert client.receive(data) == ["héllo", b"\x00\x01"]
     out = client.send_text("hi") + client.send_binary(b"\xff")
     assert to_server(server, out) == [TextMessage("hi"), BytesMessage(b"\xff")]
 
@@ -374,22 +380,22 @@ def test_text_and_binary_both_ways(engine: EngineFactory) -> None:
 def test_many_messages_in_one_read(engine: EngineFactory) -> None:
     client, server = open_pair(engine)
     data = b"".join(server.send(TextMessage(f"m{i}")) for i in range(100))
-    assert client.receive(data) == [WsText(f"m{i}") for i in range(100)]
+    assert client.receive(data) == [f"m{i}" for i in range(100)]
 
 
 def test_empty_messages(engine: EngineFactory) -> None:
     client, server = open_pair(engine)
     data = server.send(TextMessage("")) + server.send(BytesMessage(b""))
-    assert client.receive(data) == [WsText(""), WsBinary(b"")]
+    assert client.receive(data) == ["", b""]
 
 
 def test_fragmented_text(engine: EngineFactory) -> None:
     client, server = open_pair(engine)
     assert client.receive(server.send(TextMessage("hel", message_finished=False))) == []
     assert client.receive(server.send(TextMessage("lo", message_finished=False))) == []
-    assert client.receive(server.send(TextMessage(" world"))) == [WsText("hello world")]
+    assert client.receive(server.send(TextMessage(" world"))) == ["hello world"]
     # The next message starts afresh.
-    assert client.receive(server.send(TextMessage("next"))) == [WsText("next")]
+    assert client.receive(server.send(TextMessage("next"))) == ["next"]
 
 
 def test_fragmented_binary(engine: EngineFactory) -> None:
@@ -397,8 +403,8 @@ def test_fragmented_binary(engine: EngineFactory) -> None:
     data = server.send(BytesMessage(b"ab", message_finished=False)) + server.send(
         BytesMessage(b"cd")
     )
-    assert client.receive(data) == [WsBinary(b"abcd")]
-    assert client.receive(server.send(BytesMessage(b"ef"))) == [WsBinary(b"ef")]
+    assert client.receive(data) == [b"abcd"]
+    assert client.receive(server.send(BytesMessage(b"ef"))) == [b"ef"]
 
 
 def test_multibyte_utf8_split_across_fragments(engine: EngineFactory) -> None:
@@ -411,7 +417,7 @@ def test_multibyte_utf8_split_across_fragments(engine: EngineFactory) -> None:
     events: list[WsEvent] = []
     for f in frames:
         events += client.receive(f)
-    assert events == [WsText("café €")]
+    assert events == ["café €"]
 
 
 def test_one_frame_split_across_reads(engine: EngineFactory) -> None:
@@ -420,12 +426,12 @@ def test_one_frame_split_across_reads(engine: EngineFactory) -> None:
     events: list[WsEvent] = []
     for byte in data:
         events += client.receive(bytes([byte]))
-    assert events == [WsText("aé€")]
+    assert events == ["aé€"]
 
 
 @given(
     messages=st.lists(
-        st.one_of(st.text(max_size=20).map(WsText), st.binary(max_size=20).map(WsBinary)),
+        st.one_of(st.text(max_size=20), st.binary(max_size=20)),
         max_size=8,
     ),
     fragment_at=st.lists(st.integers(0, 20), max_size=8),
@@ -433,7 +439,7 @@ def test_one_frame_split_across_reads(engine: EngineFactory) -> None:
 )
 def test_any_fragmentation_and_read_split_gives_the_same_messages(
     engine: EngineFactory,
-    messages: list[WsText | WsBinary],
+    messages: list[str | bytes],
     fragment_at: list[int],
     cuts: list[int],
 ) -> None:
@@ -441,9 +447,8 @@ def test_any_fragmentation_and_read_split_gives_the_same_messages(
     stream = b""
     for i, message in enumerate(messages):
         at = fragment_at[i] if i < len(fragment_at) else 0
-        data = message.data
-        head, tail = data[:at], data[at:]
-        if isinstance(message, WsText):
+        head, tail = message[:at], message[at:]
+        if isinstance(message, str):
             assert isinstance(head, str) and isinstance(tail, str)
             if at:
                 stream += server.send(TextMessage(head, message_finished=False))
@@ -527,7 +532,7 @@ def test_messages_and_pings_while_closing(engine: EngineFactory) -> None:
     # The server has not seen our close yet: its messages still arrive, its ping gets no pong
     # (wsproto sends nothing but the close once it is sent).
     data = server.send(TextMessage("still here")) + server.send(Ping(b"p"))
-    assert client.receive(data) == [WsText("still here")]
+    assert client.receive(data) == ["still here"]
     assert client.data_to_send() == b""
 
 
@@ -598,7 +603,7 @@ def test_invalid_utf8(engine: EngineFactory) -> None:
 def test_messages_before_garbage_are_delivered(engine: EngineFactory) -> None:
     client, server = open_pair(engine)
     events = client.receive(server.send(TextMessage("good")) + b"\xff\xff")
-    assert events[0] == WsText("good")
+    assert events[0] == "good"
     assert isinstance(events[1], WsFailed)
     assert len(events) == 2
 
@@ -633,10 +638,10 @@ def test_messages_at_the_limit_pass(engine: EngineFactory) -> None:
         + server.send(TextMessage("ab"))
     )
     assert client.receive(data) == [
-        WsText("x" * 10),
-        WsText("é" * 5),
-        WsBinary(b"x" * 10),
-        WsText("é" * 4 + "ab"),
+        "x" * 10,
+        "é" * 5,
+        b"x" * 10,
+        "é" * 4 + "ab",
     ]
 
 
@@ -675,7 +680,7 @@ def test_too_big_while_closing_queues_nothing(engine: EngineFactory) -> None:
 def test_no_limit(engine: EngineFactory) -> None:
     client, server = open_pair(engine, max_message_size=None)
     big = "x" * 200_000
-    assert client.receive(server.send(TextMessage(big))) == [WsText(big)]
+    assert client.receive(server.send(TextMessage(big))) == [big]
 
 
 def test_websockets_fails_a_big_frame_at_its_header() -> None:
@@ -701,7 +706,7 @@ def test_close_inside_a_fragmented_message_is_a_close(engine: EngineFactory) -> 
 def test_binary_in_three_fragments(engine: EngineFactory) -> None:
     client, _ = open_pair(engine)
     data = frame(0x2, b"ab", fin=False) + frame(0x0, b"cd", fin=False) + frame(0x0, b"ef")
-    assert client.receive(data) == [WsBinary(b"abcdef")]
+    assert client.receive(data) == [b"abcdef"]
 
 
 def test_start_after_the_handshake_is_a_usage_error(engine: EngineFactory) -> None:
@@ -713,7 +718,7 @@ def test_start_after_the_handshake_is_a_usage_error(engine: EngineFactory) -> No
 def test_pings_between_fragments_are_answered(engine: EngineFactory) -> None:
     client, server = open_pair(engine)
     data = frame(0x2, b"ab", fin=False) + frame(0xA, b"") + frame(0x9, b"1") + frame(0x0, b"cd")
-    assert client.receive(data) == [WsBinary(b"abcd")]
+    assert client.receive(data) == [b"abcd"]
     assert to_server(server, client.data_to_send()) == [Pong(b"1")]
 
 
@@ -777,7 +782,7 @@ def test_handshake_head_end_split_across_reads(engine: EngineFactory) -> None:
         events += client.receive(data[:cut])
         data = data[cut:]
     events += client.receive(data)
-    assert events == [WsAccepted(None, ()), WsText("hi")]
+    assert events == [WsAccepted(None, ()), "hi"]
 
 
 def test_rejection_body_with_blank_lines(engine: EngineFactory) -> None:
