@@ -360,7 +360,7 @@ class V2Serializer(_JsonSerializer):
             raise FrameError(f"text frame is not valid JSON: {exc}") from exc
         if type(msg) is not list or len(msg) < 5:
             raise FrameError(f"a vsn 2.0.0 text frame must be an array of 5, not {_shape(msg)}")
-        join_ref, ref, topic, event, payload = msg[:5]
+        join_ref, ref, topic, event, payload = msg if len(msg) == 5 else msg[:5]
         # _fields_ok() inlined: this is the per-message hot path.
         if (
             type(topic) is str

@@ -92,6 +92,7 @@ class Dispatcher:
         self._on_handler_error = on_handler_error
         self._max_concurrency = max_concurrency
         self._work = self.new_queue("handler")
+        self._queued = self._work.queue.items  # what waits for the dispatcher task
         # The fast path's test (module docstring): inline mode, no item running, no direct
         # call in progress, not closed. Whether anything is queued is checked per message.
         self._idle = mode == "inline"
@@ -143,33 +144,28 @@ class Dispatcher:
                 self._overflowed(route, messages)
         elif route.on_message is not None or route.handlers or self.all_handlers:
             fn = route.plain_on_message
-            work = self._work
             if (
                 fn is not None
                 and self._idle
-                and not work.queue
+                and not self._queued
                 and not route.handlers
                 and not self.all_handlers
             ):
-                self._call_now(route, fn, msg)
-            elif not work.put((route, msg), msg.topic):
-                self._overflowed(route, work)
-
-    def _call_now(
-        self, route: ChannelRoute, fn: Callable[[ChannelMessage], object], msg: ChannelMessage
-    ) -> None:
-        """The fast path (module docstring): ``fn(msg)`` here and now."""
-        self._idle = False  # a message the handler makes arrive (re-entrant) queues behind it
-        try:
-            result = fn(msg)
-        except Exception as exc:
-            self._work.put_control((None, (self.handler_failed, (exc, msg, fn))))
-        else:
-            if result is not None and inspect.isawaitable(result):
-                route.plain_on_message = None
-                self._work.put_control((None, (self._await_result, (result, msg, fn))))
-        finally:
-            self._idle = not self._work.closed
+                # The fast path (module docstring): fn(msg) here and now. While it runs, a
+                # message it makes arrive (re-entrance) queues behind it.
+                self._idle = False
+                try:
+                    result = fn(msg)
+                except Exception as exc:
+                    self._work.put_control((None, (self.handler_failed, (exc, msg, fn))))
+                else:
+                    if result is not None and inspect.isawaitable(result):
+                        route.plain_on_message = None
+                        self._work.put_control((None, (self._await_result, (result, msg, fn))))
+                finally:
+                    self._idle = not self._work.closed
+            elif not self._work.put((route, msg), msg.topic):
+                self._overflowed(route, self._work)
 
     async def _await_result(
         self, result: Awaitable[object], msg: ChannelMessage, fn: Callable[..., object]

@@ -44,7 +44,7 @@ class BoundedQueue(Generic[T]):
     never be lost (lifecycle hooks).
     """
 
-    __slots__ = ("_burst", "_items", "_logger", "_on_drop", "hint", "maxsize", "name", "policy")
+    __slots__ = ("_burst", "_logger", "_on_drop", "hint", "items", "maxsize", "name", "policy")
 
     def __init__(
         self,
@@ -54,7 +54,9 @@ class BoundedQueue(Generic[T]):
         on_drop: Callable[[], None],
         logger: logging.Logger = _logger,
     ) -> None:
-        self._items: deque[T] = deque()
+        #: The items, oldest first. Read it freely (its truth is a C-level test, cheaper than
+        #: this object's); change it only through the methods.
+        self.items: deque[T] = deque()
         self._logger = logger
         self.hint = ""  # appended to the overflow warning (what the user can do about it)
         self.maxsize = maxsize
@@ -64,10 +66,10 @@ class BoundedQueue(Generic[T]):
         self._burst = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.items)
 
     def __bool__(self) -> bool:
-        return bool(self._items)
+        return bool(self.items)
 
     def put(self, item: T, topic: str) -> bool:
         """Append ``item``; return False if the policy refused it (``drop_newest``, ``error``).
@@ -76,7 +78,7 @@ class BoundedQueue(Generic[T]):
         ``error`` the caller fails the channel ``topic``. Every loss is counted and the first
         one of a burst logged.
         """
-        items = self._items
+        items = self.items
         if len(items) < self.maxsize:
             items.append(item)
             return True
@@ -100,18 +102,18 @@ class BoundedQueue(Generic[T]):
 
     def put_control(self, item: T) -> None:
         """Append ``item`` whatever the bound."""
-        self._items.append(item)
+        self.items.append(item)
 
     def popleft(self) -> T:
         """Remove and return the oldest item. Raises IndexError when empty."""
-        item = self._items.popleft()
-        if self._burst and len(self._items) <= self.maxsize // 2:
+        item = self.items.popleft()
+        if self._burst and len(self.items) <= self.maxsize // 2:
             self._burst = False
         return item
 
     def clear(self) -> None:
         """Forget every item (nothing is counted: the caller is shutting down)."""
-        self._items.clear()
+        self.items.clear()
 
 
 class MessageQueue:

@@ -784,17 +784,25 @@ class Session:
         deliver = self.dispatcher.deliver
         logger = self._logger
         debug = logger.isEnabledFor(logging.DEBUG)
+        # The route of the last message's topic: messages of one topic come in runs, and
+        # only an event (handled below) can change which route a topic has.
+        topic: str | None = None
+        route: ChannelRoute | None = None
         while True:
             out = next_event()
             if type(out) is MessageReceived or type(out) is ControlReceived:
                 msg = out.message
-                route = channel(msg.topic)
+                if msg.topic != topic:
+                    topic = msg.topic
+                    route = channel(topic)
                 # The core only emits messages of live channels, and each has a route.
                 if route is not None:  # pragma: no branch
                     if debug:
                         logger.debug("message %r on %r", msg.event, msg.topic)
                     deliver(route, msg)
-            elif type(out) is SendBytes or type(out) is SendMessage:
+                continue
+            topic = route = None
+            if type(out) is SendBytes or type(out) is SendMessage:
                 conn = self._conn
                 # The core sends only while its transport is open: the check guards a core bug.
                 if conn is not None:  # pragma: no branch
