@@ -243,27 +243,34 @@ class Session:
                     self._internal_error(exc)
                     self._wakeup.set()
                     return
-                # Wake the pump only when it must act: the core wants a timer sooner than
-                # the pump's sleep ends, or the socket is done. A pump that is not asleep
-                # looks again before it sleeps. Not waking it for every message saves a
-                # loop hop per message on a message transport, and per round trip.
-                until = self._asleep_until
-                if until is not None and (
-                    (deadline is not None and deadline < until) or self.router.closed
-                ):
-                    self._wakeup.set()
+                self._wake_if_needed(deadline)
                 return
         self._inbox.append((conn, kind, data))
         self._wakeup.set()
 
     def _drain_now(self) -> None:
         """Carry out what a user's call made the core do (its frames go to the writer now,
-        not after a hop through the pump); the pump then recomputes its deadline."""
+        not after a hop through the pump); the pump then re-sleeps if it must."""
         try:
-            self._drain()
+            deadline = self._drain()
         except Exception as exc:  # as in the pump: a bug, failed loudly
             self._internal_error(exc)
-        self._wakeup.set()
+            self._wakeup.set()
+            return
+        self._wake_if_needed(deadline)
+
+    def _wake_if_needed(self, deadline: float | None) -> None:
+        """Wake the pump only when it must act: the core wants a timer sooner than the pump's
+        sleep ends, or the socket is done. A pump that is not asleep looks again before it
+        sleeps, and one that wakes early finds nothing due and sleeps again. Not waking it
+        for every message or push saves a loop hop per message on a message transport, and
+        per round trip: a push's timeout wakes it once, and the pushes that follow before
+        that deadline do not."""
+        until = self._asleep_until
+        if until is not None and (
+            (deadline is not None and deadline < until) or self.router.closed
+        ):
+            self._wakeup.set()
 
     async def inbox_room(self, conn: Connection) -> None:
         """Back-pressure for the reader: wait while the pump is behind."""
