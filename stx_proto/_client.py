@@ -24,7 +24,7 @@ left is rejoined before its buffered pushes are sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from random import Random
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
+_HeaderPairs = tuple[tuple[str, str], ...]  # a response's headers
 # MessageReceived(msg) without the named tuple's Python-level __new__ (per-message path).
 _new_tuple = tuple.__new__
 
@@ -122,7 +123,7 @@ class Client:
         engine: the WebSocket engine: ``"wsproto"`` (the default), ``"websockets"`` (faster;
             ``pip install 'stx-ws[fast]'``), or an engine factory; None means the transport
             does its own WebSocket framing and hands whole messages to
-            :meth:`receive_message`.
+            :meth:`receive_messages`.
 
     Raises:
         UsageError: an invalid URL, vsn, codec or option.
@@ -330,15 +331,23 @@ class Client:
             return
         self._on_ws_events(now, engine.receive(data))
 
-    def receive_message(self, now: float, data: str | bytes) -> None:
-        """External WebSocket only: one whole message (text as ``str``, binary as ``bytes``).
+    def receive_messages(self, now: float, messages: Iterable[str | bytes]) -> None:
+        """External WebSocket only: whole messages in the order they came (text as ``str``,
+        binary as ``bytes``), a burst in one pass. Ignored unless the connection is open.
 
         Next: pull events. Raises UsageError when the client has its own engine.
         """
         if self._handshake.engine_factory is not None:
-            raise UsageError("receive_message() needs engine=None; use receive_data()")
-        if self._state is SocketState.OPEN:
-            self._on_message(now, data)
+            raise UsageError("receive_messages() needs engine=None; use receive_data()")
+        on_message = self._on_message
+        for data in messages:
+            if self._state is not SocketState.OPEN:
+                return
+            on_message(now, data)
+
+    def receive_message(self, now: float, data: str | bytes) -> None:
+        """:meth:`receive_messages` with one message."""
+        self.receive_messages(now, (data,))
 
     def transport_closed(
         self, now: float, error: str | None = None, *, code: int | None = None, reason: str = ""
@@ -385,20 +394,11 @@ class Client:
         """
         if self._state is SocketState.CONNECTING:
             self._outbox.emit(CloseTransport())
-            self._lost(
-                now,
-                DisconnectReason.INVALID_CREDENTIALS,
-                detail=str(error),
-                final=True,
-                error=error,
-            )
+            reason = DisconnectReason.INVALID_CREDENTIALS
+            self._lost(now, reason, detail=str(error), final=True, error=error)
 
     def handshake_refused(
-        self,
-        now: float,
-        status_code: int,
-        headers: tuple[tuple[str, str], ...] = (),
-        body: bytes = b"",
+        self, now: float, status_code: int, headers: _HeaderPairs = (), body: bytes = b""
     ) -> None:
         """External WebSocket only: the server answered the upgrade with ``status_code``.
 
@@ -638,9 +638,7 @@ class Client:
             self._heartbeat.start(now)
         self._channels.rejoin_all(now)
 
-    def _refused(
-        self, now: float, status: int, headers: tuple[tuple[str, str], ...], body: bytes
-    ) -> None:
+    def _refused(self, now: float, status: int, headers: _HeaderPairs, body: bytes) -> None:
         retry = self._retry
         if retry is not None and retry.counts_as_refusal(status):
             self._refusals += 1

@@ -31,7 +31,7 @@ _Stream = TypeVar("_Stream", ByteStream, MessageStream)
 
 # What a connection posts to the pump's inbox.
 DATA = 0  # bytes read from a byte stream
-MESSAGE = 1  # a whole message from a message stream
+MESSAGE = 1  # whole messages from a message stream (a list: a burst of them)
 OPENED = 2  # the transport is open (for a message transport: the WebSocket is)
 REFUSED = 3  # a message transport's handshake was refused (data: HandshakeRejected)
 ENDED = 4  # the connection ended (data: an error text or None; (code, reason) for a close)
@@ -231,12 +231,12 @@ class Connection:
         owner = self._owner
         try:
             while not self.closing:
-                message = await stream.receive()
-                if message is None:
+                messages = await stream.receive_batch()
+                if messages is None:
                     code = stream.close_code
                     owner.post(self, ENDED, None if code is None else (code, stream.close_reason))
                     return
-                owner.post(self, MESSAGE, message)
+                owner.post(self, MESSAGE, messages)
                 await owner.inbox_room(self)
         except Exception as exc:
             owner.post(self, ENDED, f"receive failed: {describe_error(exc)}")

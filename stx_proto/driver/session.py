@@ -76,8 +76,17 @@ from .runtime import AsyncEvent, Runtime, Signal, TaskGroup, is_cancellation
 from .transport import Transport
 
 INBOX_LIMIT = 16  # reads ahead of the pump before the reader waits
-#: At most this many whole messages (from a message transport) are fed to the core in one
-#: pass of the pump, the handlers getting a turn after each run.
+#: A read is fed to the core in slices of at most this many bytes (or whole messages, from a
+#: message transport), and what each slice completes is carried out before the next. Fed
+#: whole, a 64 KiB read's 200 decoded messages are all alive at once: they outlive the
+#: garbage collector's young generation, and the collections that follow cost more than the
+#: slicing (in memory, wsproto and stdlib json: 13.8 us a message fed in 64 KiB, 12.4 in
+#: 16 KiB; the websockets engine and orjson: 6.2 and 5.7).
+FEED_BYTES = 16384
+FEED_MESSAGES = 32
+#: At most this many whole messages (from a message transport that hands them over one at a
+#: time) are fed to the core in one pass of the pump, the handlers getting a turn after each
+#: run.
 MESSAGE_RUN = 64
 #: The longest the pump holds back reads while the handlers catch up (per read): long enough
 #: for a starved dispatcher to drain, short enough that heartbeats and timers stay on time.
@@ -746,12 +755,15 @@ class Session:
                 item = inbox.popleft()
                 self._feed(item, now)
                 if item[1] == MESSAGE:
-                    # A message transport posts one message per item, where a read of bytes
-                    # brings hundreds: take a run of them in one pass, not a loop hop each.
-                    more = MESSAGE_RUN
-                    while more and inbox and inbox[0][1] == MESSAGE:
-                        self._feed(inbox.popleft(), now)
-                        more -= 1
+                    # A message transport that hands over one message at a time posts one
+                    # per item, where a read of bytes brings hundreds: take a run of them in
+                    # one pass, not a loop hop each (at most MESSAGE_RUN messages, so that
+                    # back-pressure is checked as often as between reads).
+                    more = MESSAGE_RUN - len(item[2])
+                    while more > 0 and inbox and inbox[0][1] == MESSAGE:
+                        run = inbox.popleft()
+                        self._feed(run, now)
+                        more -= len(run[2])
                 self._room.set()  # the reader re-checks the inbox's length
                 if self.dispatcher.pending:
                     # Let the handlers run between reads, so that a burst of many reads
@@ -766,9 +778,9 @@ class Session:
             return  # the core has closed this connection since
         client = self.client
         if kind == DATA:
-            client.receive_data(now, data)
+            self._feed_slices(conn, client.receive_data, data, FEED_BYTES, now)
         elif kind == MESSAGE:
-            client.receive_message(now, data)
+            self._feed_slices(conn, client.receive_messages, data, FEED_MESSAGES, now)
         elif kind == OPENED:
             client.transport_opened(now)
         elif kind == ENDED:
@@ -782,6 +794,23 @@ class Session:
             client.handshake_refused(now, data.status_code, data.headers, data.body)
         else:  # INVALID: the core gives up with the UsageError
             client.handshake_invalid(now, data)
+
+    def _feed_slices(
+        self,
+        conn: Connection,
+        feed: Callable[[float, Any], None],
+        data: bytes | list[str | bytes],
+        size: int,
+        now: float,
+    ) -> None:
+        """``feed(now, data)`` in slices of ``size``, draining the core between them (the
+        caller drains after the last); see FEED_BYTES."""
+        for start in range(0, len(data), size):
+            if start:
+                self._drain()
+                if conn is not self._conn:
+                    return  # the core closed this connection meanwhile: the rest is stale
+            feed(now, data[start : start + size])
 
     def _drain(self) -> float | None:
         """Carry out the core's outputs until SleepUntil; return its deadline."""

@@ -79,6 +79,18 @@ class MessageStream(ABC):
     async def receive(self) -> str | bytes | None:
         """The next whole message (text as ``str``, binary as ``bytes``); None at the end."""
 
+    async def receive_batch(self) -> list[str | bytes] | None:
+        """Every whole message ready now, oldest first: at least one (waiting for the first);
+        None at the end, as :meth:`receive`.
+
+        The kit reads with this. The default is one :meth:`receive`. A transport whose library
+        hands over many messages at once (picows delivers every frame of a read in a row)
+        overrides it: the kit then feeds a burst to the core in one pass, as it does a
+        stream's read of bytes, not one loop hop per message.
+        """
+        message = await self.receive()
+        return None if message is None else [message]
+
     @abstractmethod
     async def send(self, data: str | bytes) -> None:
         """Send one message: text for ``str``, binary for ``bytes``."""

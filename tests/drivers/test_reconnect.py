@@ -218,7 +218,7 @@ async def test_a_failing_pump_surfaces_as_connection_closed_error(
             ch = await sock.join("room:1")
             # Whichever the transport feeds: bytes (a stream) or whole messages (picows).
             monkeypatch.setattr(sock._session.client, "receive_data", broken)
-            monkeypatch.setattr(sock._session.client, "receive_message", broken)
+            monkeypatch.setattr(sock._session.client, "receive_messages", broken)
             await ch.push("echo", {})
     assert isinstance(info.value.__cause__, RuntimeError)
     assert "pump failed" in caplog.text

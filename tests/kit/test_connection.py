@@ -207,8 +207,8 @@ async def test_a_message_transport_carries_whole_messages(loop: Loop) -> None:
         assert transport.requests == [REQUEST]
         assert owner.posts == [
             (OPENED, None),
-            (MESSAGE, "text"),
-            (MESSAGE, b"bin"),
+            (MESSAGE, ["text"]),  # one at a time: the default receive_batch()
+            (MESSAGE, [b"bin"]),
             (ENDED, (1001, "bye")),
         ]
         assert stream.sent == ["out"] and stream.closed
@@ -272,7 +272,7 @@ async def test_a_read_stops_when_the_connection_closes_meanwhile(loop: Loop) -> 
         owner.posts.clear()
         conn.closing = False
         await conn._read_messages(Messages(["m", "never read"]))
-        assert owner.posts == [(MESSAGE, "m")]
+        assert owner.posts == [(MESSAGE, ["m"])]
 
 
 async def test_a_message_connection_closed_while_reading_stops_its_reader(loop: Loop) -> None:
@@ -292,7 +292,7 @@ async def test_a_message_connection_closed_while_reading_stops_its_reader(loop: 
         stream = ClosedWhileReading([])
         conn = Connection(owner, MessageSockets(stream))
         await conn.run(OPEN)
-        assert owner.posts == [(OPENED, None), (MESSAGE, "late")]
+        assert owner.posts == [(OPENED, None), (MESSAGE, ["late"])]
         assert stream.closes == [(1000, "")] and stream.closed
 
 

@@ -228,3 +228,17 @@ async def test_nothing_is_called_after_close(loop: Loop) -> None:
     dispatcher.abandon()
     dispatcher.deliver(route, message(2))
     assert trace == []
+
+
+async def test_an_async_handlers_exception_is_reported_in_turn(loop: Loop) -> None:
+    errors: list[Any] = []
+
+    async def handler(msg: ChannelMessage) -> None:
+        raise ValueError(f"boom {msg.payload['n']}")
+
+    dispatcher = make_dispatcher(loop, on_handler_error=lambda exc, msg: errors.append(str(exc)))
+    route = ChannelRoute("room:1", handler)
+    async with running(dispatcher):
+        dispatcher.deliver(route, message(1))
+        dispatcher.deliver(route, message(2))
+    assert errors == ["boom 1", "boom 2"]

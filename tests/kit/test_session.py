@@ -17,7 +17,7 @@ from stx_proto.driver import (
     StreamTransport,
 )
 from stx_proto.driver.connection import DATA, ENDED
-from stx_proto.driver.session import INBOX_LIMIT
+from stx_proto.driver.session import FEED_BYTES, FEED_MESSAGES, INBOX_LIMIT
 
 from .conftest import Loop
 
@@ -104,3 +104,33 @@ async def test_a_bug_in_the_core_fails_the_session_loudly_wherever_it_surfaces(
         await session._run_pump()  # the pump's own drain
         assert isinstance(session._fatal, ConnectionClosedError)
         assert isinstance(session._fatal.__cause__, RuntimeError)
+
+
+async def test_a_read_is_fed_in_slices_and_stops_when_its_connection_ends(loop: Loop) -> None:
+    # A large read reaches the core in FEED_BYTES slices (a burst of messages in
+    # FEED_MESSAGES), drained between them; once a slice ends the connection (the core
+    # closed it), the rest of the read is not fed.
+    session = make_session(loop)
+    conn = Connection(session, NoTransport())
+    session._conn = conn
+    fed: list[Any] = []
+
+    def feed(now: float, piece: Any) -> None:
+        fed.append(piece)
+
+    data = bytes(range(256)) * (FEED_BYTES * 3 // 256 + 1)
+    session._feed_slices(conn, feed, data, FEED_BYTES, 0.0)
+    assert b"".join(fed) == data and [len(p) for p in fed[:3]] == [FEED_BYTES] * 3
+    fed.clear()
+    messages: list[str | bytes] = [str(n) for n in range(FEED_MESSAGES + 1)]
+    session._feed_slices(conn, feed, messages, FEED_MESSAGES, 0.0)
+    assert fed == [messages[:FEED_MESSAGES], messages[FEED_MESSAGES:]]
+    fed.clear()
+
+    def feed_and_close(now: float, piece: Any) -> None:
+        fed.append(piece)
+        session._conn = None  # as a CloseTransport out of the core does
+
+    session._conn = conn
+    session._feed_slices(conn, feed_and_close, data, FEED_BYTES, 0.0)
+    assert fed == [data[:FEED_BYTES]]
