@@ -287,6 +287,15 @@ class PicowsStream(WSListener, MessageStream):
             raise ConnectionResetError("the WebSocket connection is closed")
         ws.send(_TEXT if type(data) is str else _BINARY, data)
 
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Send one message now: picows only buffers it. False while writing is paused or
+        once the connection has ended (:meth:`send` then waits, or raises)."""
+        ws = self._ws
+        if ws is None or self._drained is not None or ws.is_disconnected:
+            return False
+        ws.send(_TEXT if type(data) is str else _BINARY, data)
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` (nothing once disconnected)."""
         ws = self._ws

@@ -93,6 +93,8 @@ class Connection:
         "_close_code",
         "_close_reason",
         "_owner",
+        "_send_now",
+        "_sending",
         "_transport",
         "_writable",
         "closing",
@@ -113,11 +115,29 @@ class Connection:
         self.closing = False
         self._close_code = 1000
         self._close_reason = ""
+        # A message stream's send_nowait while it is open (None: everything takes the writer),
+        # and whether the writer is inside a send.
+        self._send_now: Callable[[str | bytes], bool] | None = None
+        self._sending = False
         #: Set once :meth:`run` has returned (the stream is closed).
         self.finished = runtime.event()
 
     def send(self, data: str | bytes) -> None:
-        """Queue ``data`` (bytes for a byte stream, one message for a message stream)."""
+        """Queue ``data`` (bytes for a byte stream, one message for a message stream).
+
+        A message stream that can send without waiting (``send_nowait``) sends it here and
+        now when nothing is queued or being sent before it: a push then leaves without a hop
+        through the writer task. Anything else (a refusal, a failure) takes the writer, which
+        reports a failure as it does its own.
+        """
+        send_now = self._send_now
+        if send_now is not None and not self.outbox and not self._sending and not self.closing:
+            try:
+                sent = send_now(data)
+            except Exception:  # the writer's send fails the same way, and says so
+                sent = False
+            if sent:
+                return
         self.outbox.append(data)
         self._writable.set()
 
@@ -208,6 +228,7 @@ class Connection:
                 if not self.closing:
                     tg.cancel_scope.cancel()
         finally:
+            self._send_now = None
             await self._aclose(stream)
 
     async def _aclose(self, stream: ByteStream | MessageStream) -> None:
@@ -257,9 +278,13 @@ class Connection:
 
     async def _write_messages(self, stream: MessageStream) -> None:
         outbox = self.outbox
+        self._send_now = stream.send_nowait
         while True:
             while outbox:
-                if not await self._sent(stream.send, outbox.popleft()):
+                self._sending = True  # send() must not overtake this message
+                sent = await self._sent(stream.send, outbox.popleft())
+                self._sending = False
+                if not sent:
                     return
             if self.closing:
                 await self._sent(stream.close, self._close_code, self._close_reason)

@@ -95,6 +95,16 @@ class MessageStream(ABC):
     async def send(self, data: str | bytes) -> None:
         """Send one message: text for ``str``, binary for ``bytes``."""
 
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Send one message now if that needs no wait; True if it was sent.
+
+        The kit calls it when nothing is queued before ``data``; on False (or an exception)
+        the message goes through :meth:`send` in the writer task. The default returns False.
+        A library whose send only buffers (picows) overrides it: a push then leaves from the
+        caller's task, one loop hop sooner.
+        """
+        return False
+
     @abstractmethod
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` (the kit bounds the wait)."""

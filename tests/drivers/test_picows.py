@@ -230,8 +230,9 @@ async def test_messages_both_ways_and_a_close_from_the_client() -> None:
 
     with anyio.fail_after(LIMIT):
         async with scripted(script):
+            assert not PicowsStream(None).send_nowait("text")  # not connected yet
             stream = await connect()
-            await stream.send("text")
+            assert stream.send_nowait("text")  # picows only buffers it: sent at once
             await stream.send(b"bytes")
             assert await stream.receive() == "text"
             assert await stream.receive() == b"bytes"
@@ -240,6 +241,7 @@ async def test_messages_both_ways_and_a_close_from_the_client() -> None:
             assert stream.close_code == 4002
             await stream.aclose()
             await gone.wait()
+            assert not stream.send_nowait("late")  # disconnected: send() says why
 
 
 async def test_a_close_frame_without_a_code_is_1005_and_answered_with_1000() -> None:
@@ -472,6 +474,7 @@ async def test_send_waits_while_the_write_buffer_is_full() -> None:
             while not writing_paused(stream):  # the peer does not read: the buffer fills up
                 await stream.send(big)
                 sent[0] += 1
+            assert not stream.send_nowait(big)  # paused: send() waits for the drain
             async with anyio.create_task_group() as tg:
                 tg.start_soon(stream.send, big)  # waits for the drain
                 sent[0] += 1

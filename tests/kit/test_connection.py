@@ -336,3 +336,59 @@ def test_describe_error_follows_causes_and_groups() -> None:
     first, second = KeyError("x"), KeyError("y")
     first.__cause__, second.__cause__ = second, first  # a cycle ends at the depth limit
     assert describe_error(first).count("KeyError") == 5
+
+
+async def test_a_message_stream_that_can_send_at_once_skips_the_writer(loop: Loop) -> None:
+    # send_nowait() takes a message when nothing is queued or being sent before it; a
+    # refusal or a failure sends it through the writer, in order.
+    release = anyio.Event()
+    writer_started = anyio.Event()
+
+    class Eager(Messages):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.now: list[str | bytes] = []
+            self.answer: bool | Exception = True
+
+        def send_nowait(self, data: str | bytes) -> bool:
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            if self.answer:
+                self.now.append(data)
+            return self.answer
+
+        async def send(self, data: str | bytes) -> None:
+            writer_started.set()
+            await release.wait()  # the writer is inside a send until released
+            self.sent.append(data)
+
+        async def receive(self) -> str | bytes | None:
+            await anyio.sleep_forever()  # the connection stays open until closed
+            return None
+
+    with anyio.fail_after(LIMIT):
+        owner = Owner(loop)
+        stream = Eager()
+        conn = Connection(owner, MessageSockets(stream))
+        conn.send("before the stream opens")  # no stream yet: the writer sends it
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run, OPEN)
+            await writer_started.wait()
+            conn.send("behind the writer's send")  # must not overtake it
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+            conn.send("at once")
+            stream.answer = False
+            conn.send("refused")
+            await anyio.wait_all_tasks_blocked()
+            stream.answer = ConnectionResetError("gone")
+            conn.send("failed")
+            await anyio.wait_all_tasks_blocked()
+            conn.close(1.0)
+        assert stream.now == ["at once"]
+        assert stream.sent == [
+            "before the stream opens",
+            "behind the writer's send",
+            "refused",
+            "failed",
+        ]
