@@ -907,8 +907,11 @@ class Session:
         route = self.router.channel(msg.topic)
         if route is None:  # pragma: no cover - the core only checks messages of live channels
             return
-        if msg.event not in route.invalid_events:
-            route.invalid_events.add(msg.event)
+        logged = route.invalid_events
+        if logged is None:
+            logged = route.invalid_events = set()
+        if msg.event not in logged:
+            logged.add(msg.event)
             self._logger.warning(
                 "%r payload on %r is not a valid %s, not delivered: %s (logged once per event "
                 "and channel; counted in stats.invalid_payloads)",
