@@ -442,8 +442,9 @@ class ChannelSet:
         self._timers.cancel((_JOIN, topic))
         self._timers.cancel((_REJOIN, topic))
         self.keepalive.stop(topic)
-        while ch.buffer:
-            self._fail_push(ch.buffer.pop(0), PushFailure.CHANNEL_CLOSED)
+        buffer, ch.buffer = ch.buffer, []
+        for push in buffer:
+            self._fail_push(push, PushFailure.CHANNEL_CLOSED)
         ch.transition(ChannelInput.LEAVE)
         ch.leave_ref = ref = self._out.next_ref()
         self._out.send(self._serializer.encode(ch.join_ref, ref, topic, PHX_LEAVE, {}))
@@ -622,8 +623,9 @@ class ChannelSet:
             self.keepalive.stop(topic)
             self._timers.cancel((_JOIN, topic))
             self._timers.cancel((_REJOIN, topic))
-            while ch.buffer:
-                self._fail_push(ch.buffer.pop(0), PushFailure.SOCKET_CLOSED)
+            buffer, ch.buffer = ch.buffer, []
+            for push in buffer:
+                self._fail_push(push, PushFailure.SOCKET_CLOSED)
             state = ch.state
             if ch.join_ref is not None and (
                 state is ChannelState.JOINED or state is ChannelState.JOINING
@@ -676,9 +678,8 @@ class ChannelSet:
             self._internal[ref] = ch.topic
             out.send(self._serializer.encode(join_ref, ref, ch.topic, event, push_payload))
         self.keepalive.joined(now, ch.topic, Keepalive.plan_for(ch.ping, response, ch.timeout))
-        buffer = ch.buffer
-        while buffer:
-            push = buffer.pop(0)
+        buffer, ch.buffer = ch.buffer, []
+        for push in buffer:
             out.send(
                 self._serializer.encode(join_ref, push.ref, ch.topic, push.event, push.payload)
             )

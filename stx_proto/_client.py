@@ -607,7 +607,9 @@ class Client:
     def _on_ws_events(self, now: float, events: list[WsEvent]) -> None:
         on_message = self._on_message
         for ev in events:
-            if type(ev) is str or type(ev) is bytes:  # a message (the per-message path)
+            # A message (exact types first: the per-message path; a user's engine may
+            # give a subclass, or a bytearray).
+            if type(ev) is str or type(ev) is bytes or isinstance(ev, (str, bytes, bytearray)):
                 on_message(now, ev)
             elif type(ev) is WsAccepted:
                 self._on_accepted(now, ev.subprotocol)

@@ -297,6 +297,7 @@ class Connection:
         try:
             await send(*args)
         except Exception as exc:
+            self._send_now = None  # the stream is broken: nothing more is sent at once
             self._owner.post(self, ENDED, f"send failed: {describe_error(exc)}")
             self.scope.cancel()
             return False

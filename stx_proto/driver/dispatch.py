@@ -93,9 +93,10 @@ class Dispatcher:
         self._max_concurrency = max_concurrency
         self._work = self.new_queue("handler")
         self._queued = self._work.queue.items  # what waits for the dispatcher task
-        # The fast path's test (module docstring): inline mode, no item running, no direct
-        # call in progress, not closed. Whether anything is queued is checked per message.
-        self._idle = mode == "inline"
+        # The fast path's test (module docstring): inline mode, the dispatcher task waiting
+        # for work (it sets this), no direct call in progress, not closed. Whether anything
+        # is queued is checked per message.
+        self._idle = False
         #: The queue behind ``sock.messages()`` (dispatch="queue" only).
         self.messages: MessageQueue | None = (
             self.new_queue("sock.messages()") if mode == "queue" else None
@@ -203,6 +204,13 @@ class Dispatcher:
     def abandon(self) -> None:
         """Stop: forget what is queued."""
         self._idle = False
+        for route, data in self._work.queue.items:
+            if route is None and data[0] == self._await_result:
+                # Never awaited now: close it, or Python warns that it was never awaited.
+                awaitable = data[1][0]
+                close = getattr(awaitable, "close", None)
+                if close is not None:
+                    close()
         self._work.abandon()
 
     def _overflowed(self, route: ChannelRoute, queue: MessageQueue) -> None:

@@ -40,6 +40,7 @@ from stx_proto import (
 )
 from stx_proto._engines import EngineFactory
 from stx_proto._events import Output
+from stx_proto._serializer import encode_broadcast_binary
 from stx_proto._websocket import WsEvent, WsprotoEngine
 from stx_proto.testing import Link, PhoenixServer
 
@@ -1384,3 +1385,25 @@ def test_a_message_after_frames_written_in_the_same_read_comes_after_them(
     assert type(sent) is SendBytes
     conn.receive_data(sent.data, link.now)
     assert [m.ref for m in conn.received if m.event == "early"] == [ref]
+
+
+def test_an_engine_of_ones_own_may_give_str_subclasses_and_bytearrays(
+    make_link: MakeLink,
+) -> None:
+    class Text(str):
+        pass
+
+    link = make_link()
+    link.connect()
+    link.join("room")
+    link.take()
+    client = link.client
+    text = json.dumps([client.join_ref("room"), None, "room", "tick", {"n": 1}])
+    binary = bytearray(encode_broadcast_binary("room", "blob", b"\x00\x01"))
+    events: list[Any] = [Text(text), binary]  # bytearray: outside WsEvent, taken anyway
+    client._on_ws_events(link.now, events)
+    received = [out for out in drain(client) if type(out) is MessageReceived]
+    assert [(m.message.event, m.message.payload) for m in received] == [
+        ("tick", {"n": 1}),
+        ("blob", b"\x00\x01"),
+    ]

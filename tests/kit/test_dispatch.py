@@ -4,6 +4,7 @@ to the queue whenever anything is queued or running."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -242,3 +243,54 @@ async def test_an_async_handlers_exception_is_reported_in_turn(loop: Loop) -> No
         dispatcher.deliver(route, message(1))
         dispatcher.deliver(route, message(2))
     assert errors == ["boom 1", "boom 2"]
+
+
+async def test_before_the_dispatcher_runs_everything_queues(loop: Loop) -> None:
+    # The fast path waits for the dispatcher task to be idle: a hook queued before it starts
+    # runs first, however long it takes.
+    trace: list[Any] = []
+    release = anyio.Event()
+
+    async def hook() -> None:
+        trace.append("hook start")
+        await release.wait()
+        trace.append("hook end")
+
+    dispatcher = make_dispatcher(loop)
+    route = ChannelRoute("room:1", recorder(trace, "h"))
+    dispatcher.hook(hook)
+    dispatcher.deliver(route, message(1))  # not running yet: queued
+    async with running(dispatcher):
+        dispatcher.deliver(route, message(2))  # the hook is running: queued
+        release.set()
+    assert trace == ["hook start", "hook end", ("h", 1), ("h", 2)]
+
+
+@pytest.mark.parametrize("closeable", [True, False])
+async def test_an_abandoned_awaitable_is_closed_not_left_unawaited(
+    loop: Loop, closeable: bool
+) -> None:
+    class Bare:
+        """An awaitable with no close()."""
+
+        def __await__(self) -> Any:
+            return iter(())
+
+    made: list[Any] = []
+
+    async def run() -> None:
+        await anyio.lowlevel.checkpoint()
+
+    def handler(msg: ChannelMessage) -> Any:
+        made.append(run() if closeable else Bare())
+        return made[-1]
+
+    dispatcher = make_dispatcher(loop)
+    route = ChannelRoute("room:1", handler)
+    async with running(dispatcher):
+        dispatcher.deliver(route, message(1))  # called at once: its awaitable is queued
+        dispatcher.deliver(route, message(2))  # behind it: queued as a message
+        dispatcher.abandon()
+    if closeable:
+        assert inspect.getcoroutinestate(made[0]) == inspect.CORO_CLOSED
+    assert len(made) == 1  # nothing ran after abandon()
