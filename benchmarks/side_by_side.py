@@ -95,15 +95,19 @@ class Outcome:
     results: list[dict[str, Any]] = attrs.field(factory=list)
     errors: list[str] = attrs.field(factory=list)
 
+    def values(self, key: str) -> list[float]:
+        """``key`` of every run that produced it."""
+        return [float(r[key]) for r in self.results if isinstance(r.get(key), int | float)]
+
     def median(self, key: str) -> float | None:
         """The median of ``key`` over the runs that produced it, or None."""
-        values = [r[key] for r in self.results if isinstance(r.get(key), int | float)]
+        values = self.values(key)
         return statistics.median(values) if values else None
 
     def best(self, key: str, *, lowest: bool = False) -> float | None:
         """The best run's ``key`` (the highest, or the lowest for a time), or None: the run
         the machine disturbed least."""
-        values = [float(r[key]) for r in self.results if isinstance(r.get(key), int | float)]
+        values = self.values(key)
         if not values:
             return None
         return min(values) if lowest else max(values)

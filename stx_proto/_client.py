@@ -53,6 +53,7 @@ from ._events import (
 from ._handshake import Handshake
 from ._heartbeat import Heartbeat
 from ._keepalive import DEFAULT_PING, DefaultPing, PingSpec
+from ._message import new_tuple
 from ._outbox import Outbox
 from ._presence import Presence
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
@@ -81,8 +82,6 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 _HeaderPairs = tuple[tuple[str, str], ...]  # a response's headers
-# MessageReceived(msg) without the named tuple's Python-level __new__ (per-message path).
-_new_tuple = tuple.__new__
 
 _POLICY = "a RetryPolicy, or None never to reconnect"
 _CONNECT: TimerKey = (TimerKind.CONNECT, "")
@@ -781,7 +780,7 @@ class Client:
             if self._wbuf:
                 self._outbox.emit(MessageReceived(msg))
             else:  # Outbox.emit() without the call: nothing written waits to go first
-                self._out.append(_new_tuple(MessageReceived, (msg,)))
+                self._out.append(new_tuple(MessageReceived, (msg,)))
             presence = ch.presence
             if presence is not None:
                 update = presence.handle(event, msg.payload, ch.join_ref, notify=False)

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from ._codec import JsonCodec
 from ._errors import FrameError, UsageError
-from ._message import PHX_REPLY, ChannelMessage
+from ._message import PHX_REPLY, ChannelMessage, new_tuple
 
 __all__ = [
     "Serializer",
@@ -66,9 +66,6 @@ _ENCODE_ERRORS = (TypeError, ValueError, RecursionError)
 # What a codec's loads() raises for bad input. RecursionError: the stdlib decoder on deeply
 # nested arrays, which a hostile server can send.
 _DECODE_ERRORS = (ValueError, RecursionError)
-# A ChannelMessage is made with tuple.__new__ on the per-message path: the named tuple's own
-# __new__ is a Python function, and costs a third of a decode.
-_new_tuple = tuple.__new__
 
 
 class Serializer(Protocol):
@@ -372,7 +369,7 @@ class V2Serializer(_JsonSerializer):
             )
         ):
             # ChannelMessage(...) without the named tuple's Python-level __new__.
-            return _new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
+            return new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
         raise _fields_error(join_ref, ref, topic, event, payload)
 
     def decode_binary(self, data: bytes) -> ChannelMessage:

@@ -41,7 +41,7 @@ from ._checks import name_text
 from ._codec import JsonCodec
 from ._errors import FrameError, UsageError
 from ._events import FrameDropped, PayloadInvalid
-from ._message import PHX_CLOSE, PHX_ERROR, PHX_REPLY, ChannelMessage
+from ._message import PHX_CLOSE, PHX_ERROR, PHX_REPLY, ChannelMessage, new_tuple
 from ._outbox import Outbox
 from ._serializer import _DECODE_ERRORS, Serializer, V1Serializer, _fields_error, _fields_ok
 from ._stats import CoreStats
@@ -58,13 +58,11 @@ PRESENCE_EVENTS = frozenset({"presence_state", "presence_diff"})
 #: What msgspec raises for a frame it will not decode (the plain serializer then decides).
 _REFUSED = (msgspec.DecodeError, RecursionError)
 
-_new_tuple = tuple.__new__
-
 
 def _with_payload(msg: ChannelMessage, payload: Any) -> ChannelMessage:
     """``msg`` with its payload decoded (``msg._replace()`` without its Python layers)."""
     topic, event, _, ref, join_ref = msg
-    return _new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
+    return new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
 
 
 class _V1Frame(msgspec.Struct):
@@ -163,7 +161,7 @@ class TypedSerializer:
                 raise FrameError(f"text frame is not valid JSON: {exc}") from exc
             if not _fields_ok(join_ref, ref, topic, event, payload):
                 raise _fields_error(join_ref, ref, topic, event, payload)
-        return _new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
+        return new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
 
     def decode_binary(self, data: bytes) -> ChannelMessage:
         """Decode a binary frame as the plain serializer does (raises FrameError)."""

@@ -526,20 +526,10 @@ class Session:
         self, route: ChannelRoute, payload: Any, options: JoinOptions
     ) -> ChannelRoute:
         """Join ``route``'s topic; return the route once the server accepted the join."""
-        self.client.join(
-            self.runtime.now(),
-            route.topic,
-            payload,
-            timeout=options.timeout,
-            presence=options.presence,
-            control_frames=options.control_frames,
-            ping=options.ping,
-            types=options.types,
-        )
+        self._core_join(route, payload, options)
         done = self.runtime.event()
         waiter = Pending(done.set)
-        route.join = waiter
-        self.router.add_channel(route)
+        route.join = waiter  # set before any await: the core's answer comes after one
         self._wakeup.set()
         try:
             await done.wait()
