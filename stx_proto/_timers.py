@@ -31,6 +31,10 @@ class TimerKind(enum.Enum):
     PING = "ping"  # a channel's next keepalive ping is due (name: the topic)
     PING_REPLY = "ping_reply"  # a channel ping got no reply in time (name: the ping's ref)
 
+    # Members are singletons compared by identity, so identity's hash (in C) is as right as
+    # Enum's hash of the name (in Python), which every push paid several times over.
+    __hash__ = object.__hash__
+
 
 #: The deadlines of a channel, a push or a channel ping (the client hands them to its channels).
 CHANNEL_TIMERS = frozenset(

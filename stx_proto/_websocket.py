@@ -13,9 +13,14 @@ Theory of operation of :class:`WsprotoEngine`:
 * Before the handshake completes, bytes go to ``WSConnection`` (h11 underneath). A 101 reply
   gives :class:`WsAccepted`; any other status gives :class:`WsRejected` once the whole
   rejection body has arrived (or the stream ended).
-* After the handshake, bytes go straight to wsproto's ``Connection`` (one generator layer less
-  per event on the hot path). Messages that arrive whole in one wsproto event are passed on
-  with no copy; fragments are collected and joined, counting the size as they come.
+* h11 gets the bytes up to the end of each response head, and no further: the bytes after the
+  head of a 101 are frames, and go where frames go.
+* After the handshake, bytes go to a :class:`~stx_proto._fast_frames.FrameScanner`, which
+  parses the plain frames (a whole text or binary message in one frame: nearly all of them)
+  itself and hands every other frame whole, in order, to wsproto's ``Connection`` (one
+  generator layer less than ``WSConnection``). Messages that arrive whole in one wsproto event
+  are passed on with no copy; fragments are collected and joined, counting the size as they
+  come.
 * wsproto reports a frame it cannot parse as a ``CloseConnection`` event while its state stays
   OPEN (or LOCAL_CLOSING); a close frame really sent by the peer moves the state to
   REMOTE_CLOSING (or CLOSED, when it answers our own close). The state is how the two are told
@@ -26,6 +31,7 @@ Theory of operation of :class:`WsprotoEngine`:
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -49,6 +55,7 @@ from wsproto.events import (
 from wsproto.utilities import ProtocolError as _WsprotoProtocolError
 
 from ._errors import UsageError
+from ._fast_frames import FrameScanner, masked_frame
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -70,6 +77,13 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 #: How much of a rejection's body is kept; the rest is dropped.
 MAX_REJECTION_BODY = 64 * 1024
+
+# The end of an HTTP head, as h11 looks for it.
+_HEAD_END = re.compile(b"\n\r?\n")
+
+# The first byte of a whole text and of a whole binary message: FIN and the opcode.
+_TEXT_FRAME = 0x81
+_BINARY_FRAME = 0x82
 
 _OPEN = ConnectionState.OPEN
 _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
@@ -204,6 +218,7 @@ class WsprotoEngine:
         "_bin_parts",
         "_conn",
         "_done",
+        "_head_tail",
         "_max",
         "_open",
         "_out",
@@ -212,6 +227,7 @@ class WsprotoEngine:
         "_reject_body",
         "_reject_head",
         "_request",
+        "_scanner",
         "_text_parts",
         "_ws",
     )
@@ -247,6 +263,8 @@ class WsprotoEngine:
         except (ValueError, h11.LocalProtocolError) as exc:
             raise UsageError(f"cannot build the WebSocket upgrade request: {exc}") from exc
         self._ws: Connection | None = None
+        self._scanner = FrameScanner(max_message_size)
+        self._head_tail = b""  # the last bytes handed to h11, to find a head's end
         self._open = False
         self._done = False
         self._out = bytearray()
@@ -280,13 +298,40 @@ class WsprotoEngine:
         """
         if self._done:
             return []
-        ws = self._ws
-        if ws is None:
-            return self._receive_handshake(data)
-        # Connection.receive_data only raises in state CLOSED, and reaching CLOSED always makes
-        # the engine done (see _on_close), so no try here.
-        ws.receive_data(data)
-        return self._dispatch(ws.events())
+        if self._ws is None:
+            events, rest = self.receive_head(data)
+            if rest:
+                events += self.receive(rest)
+            return events
+        out: list[WsEvent] = []
+        self._scanner.feed(data, out, self._from_library)
+        return out
+
+    def receive_head(self, data: bytes) -> tuple[list[WsEvent], bytes]:
+        """Feed bytes of the handshake; return its events and the bytes after the head that
+        accepted the upgrade (frames already), which the caller parses.
+
+        Never raises. For :meth:`receive`, and for an engine that parses frames with another
+        library after this handshake.
+        """
+        events: list[WsEvent] = []
+        # Never b"" to h11, which takes it as the end of the stream (receive_eof() says that).
+        while data and not self._done:
+            # h11 gets the bytes up to the end of each response head only, so that a 101's
+            # trailing bytes stay with the caller.
+            buf = self._head_tail + data
+            match = _HEAD_END.search(buf)
+            if match is None:
+                chunk, data = data, b""
+                self._head_tail = buf[-2:]
+            else:
+                cut = match.end() - len(self._head_tail)
+                chunk, data = data[:cut], data[cut:]
+                self._head_tail = b""  # the next head, if any, starts after this one
+            events += self._receive_handshake(chunk)
+            if self._ws is not None:
+                return events, data
+        return events, b""
 
     def receive_eof(self) -> list[WsEvent]:
         """Tell the engine the stream ended; return the final events.
@@ -307,15 +352,15 @@ class WsprotoEngine:
         """Return the frame bytes for a text message, or b"" if the connection is not open."""
         if not self._open:
             return b""
-        assert self._ws is not None
-        return self._ws.send(TextMessage(data=text))
+        # Framed here, not by wsproto (see masked_frame): nothing in wsproto's state follows
+        # from a whole message sent.
+        return masked_frame(_TEXT_FRAME, text.encode())
 
     def send_binary(self, data: bytes) -> bytes:
         """Return the frame bytes for a binary message, or b"" if the connection is not open."""
         if not self._open:
             return b""
-        assert self._ws is not None
-        return self._ws.send(BytesMessage(data=data))
+        return masked_frame(_BINARY_FRAME, data)
 
     def close(self, code: int = 1000, reason: str = "") -> bytes:
         """Start the close handshake: return the close frame to write.
@@ -342,10 +387,17 @@ class WsprotoEngine:
 
     # ---- internals
 
+    def _from_library(self, chunk: bytes, out: list[WsEvent]) -> bool:
+        """The frames the scanner does not take: wsproto's (see ``_fast_frames``)."""
+        ws = self._ws
+        assert ws is not None
+        # Connection.receive_data only raises in state CLOSED, and reaching CLOSED always makes
+        # the engine done (see _on_close), so no try here.
+        ws.receive_data(chunk)
+        out += self._dispatch(ws.events())
+        return self._done
+
     def _receive_handshake(self, data: bytes) -> list[WsEvent]:
-        if not data:
-            # h11 takes b"" as end of stream; receive_eof() is how that is said here.
-            return []
         conn = self._conn
         error: Exception | None = None
         try:

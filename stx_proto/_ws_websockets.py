@@ -9,15 +9,16 @@ Theory of operation of :class:`WebsocketsEngine`:
   to which this engine hands the bytes until the handshake is over: the request bytes, the
   :class:`WsAccepted` values, the rejection semantics (body kept up to 64 KiB, reported once it
   arrived whole or the stream ended) and the handshake failures are the same, from the same
-  code. So that no frame byte reaches wsproto, the bytes are cut at the end of each response
-  head (the first blank line, as h11 finds it): once a head gave :class:`WsAccepted`, every
-  byte after it goes to websockets.
-* After the handshake, bytes go to websockets' ``Protocol`` (client side, built in state OPEN:
-  ``ClientProtocol`` is that class plus a handshake this engine does not use). It parses frames
-  and checks each message's size (``max_size``, counted over the fragments, in payload bytes:
-  UTF-8 bytes for text); it yields frames, not messages, and does not decode text. This engine
-  decodes text (one ``decode()`` per whole message, an incremental decoder across fragments)
-  and joins fragments.
+  code. The handshake stops at the end of the head that accepted the upgrade
+  (:meth:`~stx_proto._websocket.WsprotoEngine.receive_head`): no frame byte reaches wsproto.
+* After the handshake, bytes go to a :class:`~stx_proto._fast_frames.FrameScanner`, as in the
+  wsproto engine: it parses the plain frames (a whole text or binary message in one frame)
+  itself and hands every other frame whole, in order, to websockets' ``Protocol`` (client
+  side, built in state OPEN: ``ClientProtocol`` is that class plus a handshake this engine does
+  not use). websockets parses those frames and checks each message's size (``max_size``,
+  counted over the fragments, in payload bytes: UTF-8 bytes for text); it yields frames, not
+  messages, and does not decode text. This engine decodes text (an incremental decoder across
+  fragments) and joins fragments.
 * websockets queues bytes by itself (pongs, the echo of a close, the close frame of a failure);
   this engine drops them all and writes its own, by the rules of the wsproto engine: a pong
   for every ping until our close is sent, the echo of the peer's close unless ours was sent,
@@ -48,7 +49,6 @@ Theory of operation of :class:`WebsocketsEngine`:
 from __future__ import annotations
 
 import codecs
-import re
 import struct
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -58,6 +58,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
 from ._errors import UsageError
+from ._fast_frames import FrameScanner
 from ._websocket import (
     DEFAULT_MAX_MESSAGE_SIZE,
     WsAccepted,
@@ -76,8 +77,6 @@ _PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 
-# The end of an HTTP head, as h11 looks for it.
-_HEAD_END = re.compile(b"\n\r?\n")
 # Codes a close frame may not carry; wsproto sends 1000 in their place.
 _LOCAL_ONLY_CODES = (1005, 1006, 1015)
 # A control frame's payload is at most 125 bytes; a close frame's: the code and 123 of reason.
@@ -111,10 +110,8 @@ class WebsocketsEngine:
         "_bin_parts",
         "_decoder",
         "_done",
-        "_fast_text",
         "_frames",
         "_handshake",
-        "_head_tail",
         "_limit",
         "_max",
         "_open",
@@ -122,6 +119,7 @@ class WebsocketsEngine:
         "_parts_size",
         "_proto",
         "_receive_data",
+        "_scanner",
         "_text_parts",
         "_writes",
     )
@@ -147,14 +145,12 @@ class WebsocketsEngine:
         )
         # websockets checks every frame against its max_size, control frames too, which
         # wsproto does not: below 125 bytes (a control frame's largest payload) websockets gets
-        # 125 and this engine checks the data frames itself (``_limit``), on the slow path
-        # (``_fast_text`` None turns the fast one off).
+        # 125 and this engine checks the data frames itself (``_limit``).
         small = max_message_size is not None and max_message_size < _MAX_CONTROL_PAYLOAD
         self._max = max_message_size if not small else _MAX_CONTROL_PAYLOAD
         self._limit = max_message_size if small else None
-        self._fast_text: Opcode | None = None if small else _TEXT
+        self._scanner = FrameScanner(max_message_size)
         self._parts_size = 0
-        self._head_tail = b""  # the last bytes handed to the handshake, to find a head's end
         self._proto: Protocol | None = None
         self._frames: list[Frame] = []
         self._writes: list[bytes] = []
@@ -190,38 +186,8 @@ class WebsocketsEngine:
             return []
         if self._proto is None:
             return self._receive_handshake(data)
-        try:
-            self._receive_data(data)
-        except Exception as exc:  # a bug of websockets: its parser catches all the rest
-            self._frames.clear()
-            self._writes.clear()
-            return [self._fail_open(f"websockets failed: {exc!r}", 1011)]
-        frames = self._frames
         out: list[WsEvent] = []
-        if frames:
-            append = out.append
-            fast_text = self._fast_text
-            for frame in frames:
-                # The hot path: a whole text message (a TEXT frame is never inside a fragmented
-                # message: websockets fails the connection first).
-                if frame.opcode is fast_text and frame.fin:
-                    try:
-                        # Received frames hold bytearray (memoryview is for sent frames only).
-                        append(frame.data.decode())  # type: ignore[union-attr]  # never a memoryview
-                    except UnicodeDecodeError as exc:
-                        append(self._fail_open(str(exc), 1007))
-                        break
-                elif self._other_frame(frame, out):
-                    break
-            frames.clear()
-        if self._writes:
-            # Pongs, close echoes, failure frames: this engine writes its own (module docstring).
-            self._writes.clear()
-        if not self._done:
-            proto = self._proto
-            assert proto is not None
-            if proto.parser_exc is not None:
-                out.append(self._parser_failed(proto))
+        self._scanner.feed(data, out, self._from_library)
         return out
 
     def receive_eof(self) -> list[WsEvent]:
@@ -278,30 +244,38 @@ class WebsocketsEngine:
     def _receive_handshake(self, data: bytes) -> list[WsEvent]:
         handshake = self._handshake
         assert handshake is not None
-        events: list[WsEvent] = []
-        while data:
-            # Hand the bytes over up to the end of the next response head, so that a 101's
-            # trailing bytes (frames already) stay here.
-            buf = self._head_tail + data
-            match = _HEAD_END.search(buf)
-            if match is None:
-                chunk, data = data, b""
-                self._head_tail = buf[-2:]
-            else:
-                cut = match.end() - len(self._head_tail)
-                chunk, data = data[:cut], data[cut:]
-                self._head_tail = b""  # the next head, if any, starts after this one
-            new = handshake.receive(chunk)
-            events += new
-            if new and type(new[-1]) is WsAccepted:
-                self._accepted()
-                if data:
-                    events += self.receive(data)
-                return events
-            if new:  # a terminal event: WsRejected or WsFailed
-                self._done = True
-                return events
+        events, rest = handshake.receive_head(data)
+        if events and type(events[-1]) is WsAccepted:
+            self._accepted()
+            if rest:
+                events += self.receive(rest)
+        elif events:  # a terminal event: WsRejected or WsFailed
+            self._done = True
         return events
+
+    def _from_library(self, chunk: bytes, out: list[WsEvent]) -> bool:
+        """The frames the scanner does not take: websockets' (see ``_fast_frames``)."""
+        try:
+            self._receive_data(chunk)
+        except Exception as exc:  # a bug of websockets: its parser catches all the rest
+            self._frames.clear()
+            self._writes.clear()
+            out.append(self._fail_open(f"websockets failed: {exc!r}", 1011))
+            return True
+        frames = self._frames
+        for frame in frames:
+            if self._other_frame(frame, out):
+                break
+        frames.clear()
+        if self._writes:
+            # Pongs, close echoes, failure frames: this engine writes its own (module docstring).
+            self._writes.clear()
+        if not self._done:
+            proto = self._proto
+            assert proto is not None
+            if proto.parser_exc is not None:
+                out.append(self._parser_failed(proto))
+        return self._done
 
     def _accepted(self) -> None:
         self._handshake = None
@@ -315,8 +289,7 @@ class WebsocketsEngine:
         self._open = True
 
     def _other_frame(self, frame: Frame, out: list[WsEvent]) -> bool:
-        """Handle any frame but a whole text message on the fast path; True if it ended the
-        connection."""
+        """Handle a frame websockets parsed; True if it ended the connection."""
         opcode = frame.opcode
         if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
             return self._data_frame(frame, out)

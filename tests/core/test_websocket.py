@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import pytest
@@ -375,6 +375,47 @@ def test_text_and_binary_both_ways(engine: EngineFactory) -> None:
     assert client.receive(data) == ["héllo", b"\x00\x01"]
     out = client.send_text("hi") + client.send_binary(b"\xff")
     assert to_server(server, out) == [TextMessage("hi"), BytesMessage(b"\xff")]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_001])
+def test_sent_frames_of_every_length_form(engine: EngineFactory, size: int) -> None:
+    # 7-bit, 16-bit and 64-bit lengths, each at its edges, masked with a fresh key each time.
+    client, server = open_pair(engine)
+    text = "é" * (size // 2) + "x" * (size % 2)
+    first, second = client.send_text(text), client.send_text(text)
+    assert to_server(server, first + second) == [TextMessage(text), TextMessage(text)]
+    if size:
+        assert first != second  # the masking keys differ
+    data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    assert to_server(server, client.send_binary(data)) == [BytesMessage(data)]
+
+
+def test_long_fragments_between_plain_messages_split_anywhere(engine: EngineFactory) -> None:
+    # Fragments go to the library, plain frames to the scanner; cut in every read size, the
+    # library is always handed whole frames or the rest of one.
+    text = "ü" * 200
+    stream = (
+        any_frame(0x1, b"first")
+        + any_frame(0x1, text.encode()[:150], fin=False)
+        + any_frame(0x9, b"ping")
+        + any_frame(0x0, text.encode()[150:])
+        + any_frame(0x2, b"\x00" * 300)
+    )
+    for step in (1, 7, 150, len(stream)):
+        client, server = open_pair(engine)
+        events = []
+        for start in range(0, len(stream), step):
+            events += client.receive(stream[start : start + step])
+        assert events == ["first", text, b"\x00" * 300]
+        assert to_server(server, client.data_to_send()) == [Pong(b"ping")]
+
+
+def test_close_frame_cut_in_its_payload_ends_before_what_follows(engine: EngineFactory) -> None:
+    client, _ = open_pair(engine)
+    close = any_frame(0x8, struct.pack("!H", 1001) + b"going away")
+    assert client.receive(close[:5]) == []
+    assert client.receive(close[5:] + any_frame(0x1, b"late")) == [WsClosed(1001, "going away")]
+    assert_ended(client)
 
 
 def test_many_messages_in_one_read(engine: EngineFactory) -> None:
@@ -820,8 +861,9 @@ def _break(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
 @pytest.mark.parametrize(
     ("where", "data"),
     [
-        # Caught by websockets' parser, which then fails the connection itself.
-        ("websockets.protocol.Protocol.recv_frame", frame(0x1, b"x")),
+        # Caught by websockets' parser, which then fails the connection itself (a ping: a
+        # plain text frame would not reach websockets).
+        ("websockets.protocol.Protocol.recv_frame", frame(0x9, b"x")),
         # Raised out of websockets (its own failure path breaks): the engine catches it.
         ("websockets.protocol.Protocol.fail", b"\xff\xff"),
     ],
@@ -942,3 +984,62 @@ def test_both_engines_give_the_same_events_and_frames(
             frames += _seen_by_server(server, client.data_to_send())
         seen.append((_normal(events), frames))
     assert seen[0] == seen[1]
+
+
+# ---- the scanner: each engine with and without it
+
+
+class _NoScanner:
+    """Every byte straight to the library: each engine as it would be without the scanner."""
+
+    def feed(
+        self, data: bytes, out: list[WsEvent], library: Callable[[bytes, list[WsEvent]], bool]
+    ) -> None:
+        library(data, out)
+
+
+_long_text = st.text(min_size=40, max_size=200).map(lambda t: any_frame(0x1, (t * 4).encode()))
+_scanner_parts = st.one_of(
+    _stream_parts,
+    _long_text,  # 16-bit lengths
+    st.binary(min_size=126, max_size=300).map(lambda data: any_frame(0x2, data)),
+    st.just(any_frame(0x2, b"z" * 70_000)),  # a 64-bit length
+    st.just(any_frame(0x1, "é".encode() * 100)[:-1] + b"\xc3"),  # UTF-8 cut short at the end
+    st.just(bytes([0x81, 126, 0, 3]) + b"abc"),  # a length not in its shortest form
+    st.just(bytes([0x81, 0x83, 1, 2, 3, 4]) + b"abc"),  # masked
+    st.just(bytes([0xC1, 1]) + b"a"),  # RSV1 set
+    st.just(bytes([0x83, 1]) + b"a"),  # a reserved opcode
+    st.just(bytes([0x89, 126, 0, 200]) + b"p" * 200),  # a control frame too long
+)
+
+
+@given(
+    parts=st.lists(_scanner_parts, max_size=8),
+    cuts=st.lists(st.integers(0, 75_000), max_size=8),
+    max_size=st.sampled_from([None, 3, 100, 1000]),
+)
+def test_the_scanner_changes_no_event_and_no_frame(
+    parts: list[bytes], cuts: list[int], max_size: int | None
+) -> None:
+    # The scanner takes only the frames the library would turn into exactly one message, and
+    # keeps the library at frame boundaries: with or without it, the same events come out (in
+    # total: a frame that waits for its end in the scanner fails when whole, not earlier) and
+    # the same frames go back.
+    stream = b"".join(parts)
+    points = sorted({*(min(cut, len(stream)) for cut in cuts), len(stream)} - {0})
+    for name in ENGINES:
+        seen: list[tuple[list[object], list[object]]] = []
+        for scanner in (True, False):
+            client, server = open_pair(resolve_engine(name), max_message_size=max_size)
+            if not scanner:
+                client._scanner = _NoScanner()  # type: ignore[attr-defined]
+            events: list[WsEvent] = []
+            frames: list[object] = []
+            start = 0
+            for point in points:
+                events += client.receive(stream[start:point])
+                start = point
+                frames += _seen_by_server(server, client.data_to_send())
+            events += client.receive_eof()
+            seen.append((_normal(events), frames))
+        assert seen[0] == seen[1], name
