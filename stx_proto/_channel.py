@@ -22,27 +22,38 @@ life cycle, the heartbeat, reconnects, and routing frames and timers to the chan
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from random import Random
 from typing import TYPE_CHECKING, Any
 
 from ._checks import callable_or_none, name_text, real
 from ._codec import JsonCodec
-from ._errors import StxWsError, UsageError
+from ._errors import FrameError, StxWsError, UsageError
 from ._events import (
     ChannelClosed,
     ChannelCloseReason,
     ChannelErrored,
     ControlReceived,
     DisconnectReason,
+    FrameDropped,
     Joined,
     JoinFailed,
+    MessageReceived,
+    PresenceChanged,
     PushFailed,
     PushFailure,
     ReplyReceived,
 )
 from ._keepalive import DEFAULT_PING, DefaultPing, Keepalive, PingSpec
-from ._message import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, ChannelMessage
+from ._message import (
+    PHX_CLOSE,
+    PHX_ERROR,
+    PHX_JOIN,
+    PHX_LEAVE,
+    PHX_REPLY,
+    ChannelMessage,
+    new_tuple,
+)
 from ._outbox import Outbox
 from ._presence import Presence
 from ._retry import RetryPolicy
@@ -51,6 +62,7 @@ from ._stats import CoreStats
 from ._timers import TimerKey, TimerKind, TimerQueue
 
 if TYPE_CHECKING:
+    from ._heartbeat import Heartbeat
     from ._typed import TypedSerializer
 
 RESERVED_EVENTS = frozenset({PHX_JOIN, PHX_LEAVE, PHX_REPLY, PHX_ERROR, PHX_CLOSE})
@@ -80,6 +92,10 @@ class ChannelState(str, enum.Enum):
     JOINED = "joined"
     LEAVING = "leaving"
     ERRORED = "errored"
+
+
+_JOINED = ChannelState.JOINED
+_JOINING = ChannelState.JOINING
 
 
 class ChannelInput(enum.Enum):
@@ -451,7 +467,81 @@ class ChannelSet:
         self._timers.set((_LEAVE, topic), now + timeout)
 
     # ------------------------------------------------------------------------------------
-    # Frames the client routed here (after its join_ref check)
+    # Inbound frames: the per-message path
+
+    def on_messages(
+        self,
+        now: float,
+        messages: Iterable[str | bytes],
+        heartbeat: Heartbeat | None,
+        *,
+        closing: bool,
+    ) -> None:
+        """Decode and route a run of messages (a read's worth: the look-ups are made once).
+
+        A message goes out as :class:`MessageReceived` (and :class:`PresenceChanged`) when its
+        channel is joined or joining; a reply, error or close goes to :meth:`on_control`; a
+        heartbeat's reply to ``heartbeat``; the rest is counted and dropped. ``closing``: the
+        socket is closing (see :meth:`on_control`).
+        """
+        serializer = self.typed or self._serializer
+        decode_text = serializer.decode_text
+        typed = self.typed
+        live = self.live
+        stats = self._stats
+        outbox = self._out
+        wbuf = outbox.wbuf
+        out = outbox.items
+        for data in messages:
+            try:
+                if type(data) is str or isinstance(data, str):
+                    msg = decode_text(data)
+                else:
+                    msg = serializer.decode_binary(data)
+            except FrameError as exc:
+                stats.malformed_frames += 1
+                outbox.emit(FrameDropped(str(exc), data[:256]))
+                continue
+            topic, event, _, ref, join_ref = msg
+            if ref is not None and heartbeat is not None and heartbeat.answered(now, ref, topic):
+                continue
+            ch = live.get(topic)
+            if ch is None:
+                if not self.expected_after_leave(msg):
+                    stats.unknown_topic_dropped += 1
+                continue
+            if join_ref and join_ref != ch.join_ref:  # null or "" is "no join_ref", as phoenix.js
+                stats.stale_dropped += 1
+                continue
+            state = ch.state
+            if event in CONTROL_EVENTS:
+                self.on_control(now, ch, msg, closing=closing)
+                continue
+            if state is not _JOINED and state is not _JOINING:
+                # Errored: the server's channel is gone. Leaving: the user is done with it, as
+                # phoenix.js, which forgets a channel at leave().
+                stats.stale_dropped += 1
+                continue
+            if typed is not None:
+                resolved = typed.resolve(ch.types, msg)
+                if resolved is None:
+                    continue  # a typed payload that did not fit, or a payload that is not JSON
+                msg = resolved
+            stats.messages += 1
+            if wbuf:
+                outbox.emit(MessageReceived(msg))
+            else:  # Outbox.emit() without the call: nothing written waits to go first
+                out.append(new_tuple(MessageReceived, (msg,)))
+            presence = ch.presence
+            if presence is not None:
+                update = presence.handle(event, msg.payload, ch.join_ref, notify=False)
+                if update is not None:
+                    outbox.emit(
+                        PresenceChanged(topic, update.joins, update.leaves, presence, update.synced)
+                    )
+
+    # ------------------------------------------------------------------------------------
+    # Frames routed here (after the join_ref check)
 
     def on_control(
         self, now: float, ch: ChannelRecord, msg: ChannelMessage, *, closing: bool

@@ -26,34 +26,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from random import Random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _checks as checks
-from ._channel import CONTROL_EVENTS, UNCHANGED, ChannelSet, ChannelState
+from ._channel import UNCHANGED, ChannelSet, ChannelState
 from ._codec import JsonCodec, resolve_codec
 from ._engines import EngineFactory
-from ._errors import ClientClosedError, FrameError, StxWsError, UsageError
+from ._errors import ClientClosedError, StxWsError, UsageError
 from ._events import (
     Closed,
     CloseTransport,
     Connected,
     Disconnected,
     DisconnectReason,
-    FrameDropped,
     GaveUp,
     HandshakeRefused,
     HandshakeRequest,
-    MessageReceived,
     OpenTransport,
     Output,
-    PresenceChanged,
     SendBytes,
     SleepUntil,
 )
 from ._handshake import Handshake
 from ._heartbeat import Heartbeat
 from ._keepalive import DEFAULT_PING, DefaultPing, PingSpec
-from ._message import new_tuple
 from ._outbox import Outbox
 from ._presence import Presence
 from ._retry import DEFAULT_REJOIN_POLICY, RetryPolicy
@@ -266,6 +262,22 @@ class Client:
             return SendBytes(data)
         return SleepUntil(self._timers.next_deadline())
 
+    def next_events(self) -> list[Output]:
+        """Return every command and event queued, in order, and forget them; [] if none.
+
+        :meth:`next_event` for many at once (a read's hundreds of messages): the bytes
+        written last come as one SendBytes at the end, and no SleepUntil is included. Carry
+        them out in order, then call it again (carrying them out may queue more) until it
+        returns []; then wait for data, :meth:`next_deadline`, or a user call.
+        """
+        out = self._out
+        items = list(out)
+        out.clear()
+        if self._wbuf:
+            items.append(SendBytes(bytes(self._wbuf)))
+            self._wbuf.clear()
+        return items
+
     def next_deadline(self) -> float | None:
         """The earliest deadline at which :meth:`handle_timer` must be called, or None."""
         return self._timers.next_deadline()
@@ -338,11 +350,8 @@ class Client:
         """
         if self._handshake.engine_factory is not None:
             raise UsageError("receive_messages() needs engine=None; use receive_data()")
-        on_message = self._on_message
-        for data in messages:
-            if self._state is not SocketState.OPEN:
-                return
-            on_message(now, data)
+        if self._state is SocketState.OPEN:
+            self._channels.on_messages(now, messages, self._heartbeat, closing=False)
 
     def receive_message(self, now: float, data: str | bytes) -> None:
         """:meth:`receive_messages` with one message."""
@@ -604,13 +613,17 @@ class Client:
         self._timers.set(_CONNECT, now + self._connect_timeout)
 
     def _on_ws_events(self, now: float, events: list[WsEvent]) -> None:
-        on_message = self._on_message
-        for ev in events:
-            # A message (exact types first: the per-message path; a user's engine may
-            # give a subclass, or a bytearray).
+        # Runs of messages go to _on_messages whole; the other events are handled in turn.
+        start = 0
+        for i, ev in enumerate(events):
+            # Exact types first: the per-message path. A user's engine may give a subclass,
+            # or a bytearray.
             if type(ev) is str or type(ev) is bytes or isinstance(ev, (str, bytes, bytearray)):
-                on_message(now, ev)
-            elif type(ev) is WsAccepted:
+                continue
+            if start < i:
+                self._on_messages(now, events[start:i])
+            start = i + 1
+            if type(ev) is WsAccepted:
                 self._on_accepted(now, ev.subprotocol)
             elif type(ev) is WsRejected:
                 self._refused(now, ev.status_code, ev.headers, ev.body)
@@ -622,11 +635,19 @@ class Client:
                 assert isinstance(ev, WsFailed)
                 self._engine_failed(now, ev.detail, ev.code)
                 return
+        if start < len(events):
+            self._on_messages(now, events[start:] if start else events)
         engine = self._outbox.engine
         # Always true: only text, binary and accepted events get here, and none of them ends
         # the connection.
         if engine is not None:  # pragma: no branch
             self._wbuf += engine.data_to_send()
+
+    def _on_messages(self, now: float, messages: list[WsEvent]) -> None:
+        # Only str and bytes here (_on_ws_events cuts the runs).
+        closing = self._state is SocketState.CLOSING
+        runs = cast("list[str | bytes]", messages)
+        self._channels.on_messages(now, runs, self._heartbeat, closing=closing)
 
     def _on_accepted(self, now: float, subprotocol: str | None) -> None:
         self._socket(SocketInput.ACCEPTED)
@@ -737,57 +758,6 @@ class Client:
         self._outbox.emit(Closed())
 
     # ------------------------------------------------------------------------------------
-    # Inbound frames: the per-message path
-
-    def _on_message(self, now: float, data: str | bytes) -> None:
-        try:
-            if isinstance(data, str):
-                msg = self._serializer.decode_text(data)
-            else:
-                msg = self._serializer.decode_binary(data)
-        except FrameError as exc:
-            self.stats.malformed_frames += 1
-            self._outbox.emit(FrameDropped(str(exc), data[:256]))
-            return
-        topic, event, _, ref, join_ref = msg
-        hb = self._heartbeat
-        if ref is not None and hb is not None and hb.answered(now, ref, topic):
-            return
-        channels = self._channels
-        ch = channels.live.get(topic)
-        if ch is None:
-            if not channels.expected_after_leave(msg):
-                self.stats.unknown_topic_dropped += 1
-            return
-        if join_ref and join_ref != ch.join_ref:  # null or "" means "no join_ref", as in phoenix.js
-            self.stats.stale_dropped += 1
-            return
-        state = ch.state
-        if event in CONTROL_EVENTS:
-            channels.on_control(now, ch, msg, closing=self._state is SocketState.CLOSING)
-        elif state is not ChannelState.JOINED and state is not ChannelState.JOINING:
-            # Errored: the server's channel is gone. Leaving: the user is done with it, as
-            # phoenix.js, which forgets a channel at leave().
-            self.stats.stale_dropped += 1
-        else:
-            typed = self._typed
-            if typed is not None:
-                resolved = typed.resolve(ch.types, msg)
-                if resolved is None:
-                    return  # a typed payload that did not fit, or a payload that is not JSON
-                msg = resolved
-            self.stats.messages += 1
-            if self._wbuf:
-                self._outbox.emit(MessageReceived(msg))
-            else:  # Outbox.emit() without the call: nothing written waits to go first
-                self._out.append(new_tuple(MessageReceived, (msg,)))
-            presence = ch.presence
-            if presence is not None:
-                update = presence.handle(event, msg.payload, ch.join_ref, notify=False)
-                if update is not None:
-                    self._outbox.emit(
-                        PresenceChanged(topic, update.joins, update.leaves, presence, update.synced)
-                    )
 
 
 def _sendable_close_code(code: int) -> bool:

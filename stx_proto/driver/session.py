@@ -803,8 +803,9 @@ class Session:
             feed(now, data[start : start + size])
 
     def _drain(self) -> float | None:
-        """Carry out the core's outputs until SleepUntil; return its deadline."""
-        next_event = self.client.next_event
+        """Carry out the core's outputs until it has none; return its next deadline."""
+        client = self.client
+        next_events = client.next_events
         # The per-message path, with its look-ups made once per drain (a read's worth).
         channel = self.router.channel
         deliver = self.dispatcher.deliver
@@ -814,37 +815,36 @@ class Session:
         # only an event (handled below) can change which route a topic has.
         topic: str | None = None
         route: ChannelRoute | None = None
-        while True:
-            out = next_event()
-            if type(out) is MessageReceived or type(out) is ControlReceived:
-                msg = out.message
-                if msg.topic != topic:
-                    topic = msg.topic
-                    route = channel(topic)
-                # The core only emits messages of live channels, and each has a route.
-                if route is not None:  # pragma: no branch
-                    if debug:
-                        logger.debug("message %r on %r", msg.event, msg.topic)
-                    deliver(route, msg)
-                continue
-            topic = route = None
-            if type(out) is SendBytes or type(out) is SendMessage:
-                conn = self._conn
-                # The core sends only while its transport is open: the check guards a core bug.
-                if conn is not None:  # pragma: no branch
-                    conn.send(out.data)
-            elif type(out) is SleepUntil:
-                return out.deadline
-            elif type(out) is OpenTransport:
-                self._open(out)
-            elif type(out) is CloseTransport:
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    conn.close(self._close_timeout, out.code, out.reason)
-            else:
-                # Only events are left (type() is X does not narrow the other way).
-                assert not isinstance(out, _COMMANDS)
-                self._on_event(out)
+        while outputs := next_events():
+            for out in outputs:
+                if type(out) is MessageReceived or type(out) is ControlReceived:
+                    msg = out.message
+                    if msg.topic != topic:
+                        topic = msg.topic
+                        route = channel(topic)
+                    # The core only emits messages of live channels, and each has a route.
+                    if route is not None:  # pragma: no branch
+                        if debug:
+                            logger.debug("message %r on %r", msg.event, msg.topic)
+                        deliver(route, msg)
+                    continue
+                topic = route = None
+                if type(out) is SendBytes or type(out) is SendMessage:
+                    conn = self._conn
+                    # The core sends only while its transport is open: this guards a core bug.
+                    if conn is not None:  # pragma: no branch
+                        conn.send(out.data)
+                elif type(out) is OpenTransport:
+                    self._open(out)
+                elif type(out) is CloseTransport:
+                    conn, self._conn = self._conn, None
+                    if conn is not None:
+                        conn.close(self._close_timeout, out.code, out.reason)
+                else:
+                    # Only events are left (type() is X does not narrow the other way).
+                    assert not isinstance(out, _COMMANDS)
+                    self._on_event(out)
+        return client.next_deadline()
 
     def _open(self, command: OpenTransport) -> None:
         old = self._conn

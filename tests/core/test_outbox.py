@@ -88,3 +88,23 @@ def test_heartbeat_timeout_puts_the_close_frame_before_close_transport(
     assert isinstance(out[0], SendBytes)
     assert out[1] == CloseTransport(1000, "heartbeat timeout")
     assert isinstance(out[2], Disconnected)
+
+
+def test_next_events_gives_what_next_event_gives_in_one_list(make_link: MakeLink) -> None:
+    # The batch form: the same outputs in the same order, bytes written last at the end,
+    # no SleepUntil; [] once nothing is queued.
+    links = [connected(make_link, "a", "b") for _ in range(2)]
+    for link in links:
+        client = link.client
+        client.push(link.now, "a", "one")
+        conn = link.connection
+        assert conn is not None
+        conn.push("b", "news", {"n": 1})
+        client.receive_data(link.now, conn.data_to_send())
+        client.push(link.now, "b", "two")  # written after the message came
+    one_by_one = drain(links[0].client)
+    batch = links[1].client.next_events()
+    assert [type(o) for o in batch] == [type(o) for o in one_by_one]
+    assert [type(o).__name__ for o in batch] == ["SendBytes", "MessageReceived", "SendBytes"]
+    assert links[1].client.next_events() == []
+    assert links[1].client.next_event() == links[0].client.next_event()  # the same SleepUntil

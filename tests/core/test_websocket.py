@@ -1043,3 +1043,24 @@ def test_the_scanner_changes_no_event_and_no_frame(
             events += client.receive_eof()
             seen.append((_normal(events), frames))
         assert seen[0] == seen[1], name
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes([0x81, 126, 0, 3]) + b"abc",  # a 16-bit length under 126: not the shortest form
+        bytes([0x81, 0x83, 1, 2, 3, 4]) + b"abc",  # masked
+        bytes([0x81, 127]) + (3).to_bytes(8, "big") + b"abc",  # a 64-bit length under 65536
+    ],
+    ids=["long-form-length", "masked", "64-bit-length"],
+)
+def test_frames_the_scanner_leaves_to_the_library(engine: EngineFactory, data: bytes) -> None:
+    # Whatever the library makes of them, with or without the scanner.
+    seen = []
+    for scanner in (True, False):
+        client, server = open_pair(engine)
+        if not scanner:
+            client._scanner = _NoScanner()  # type: ignore[attr-defined]
+        events = client.receive(data) + client.receive(frame(0x1, b"next"))
+        seen.append((_normal(events), _seen_by_server(server, client.data_to_send())))
+    assert seen[0] == seen[1]
