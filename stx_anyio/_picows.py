@@ -22,7 +22,7 @@ that onto :class:`~stx_proto.driver.MessageStream`:
   None with ``close_code`` None. ``close(code, reason)`` sends a close frame; ``aclose``
   closes the TCP stream at once (flushing what is written unless the peer is not reading).
 
-The hot path is one Python call per frame: ``on_ws_frame`` appends the message to a deque and
+The hot path is one Python call per frame: ``on_ws_frame`` appends the message to a list and
 wakes the reader only when it waits (one future per wait, none per message). When more than
 :attr:`PicowsStream.high_water` messages wait unread, reading from the socket pauses until
 the reader is down to :attr:`PicowsStream.low_water`; when picows' write buffer is over its
@@ -35,7 +35,6 @@ import asyncio
 import logging
 import ssl
 import sys
-from collections import deque
 from typing import Any, NoReturn
 
 from picows import (
@@ -80,7 +79,9 @@ class PicowsStream(WSListener, MessageStream):
 
     def __init__(self, max_message_size: int | None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._queue: deque[str | bytes] = deque()
+        # A list, not a deque: receive_batch takes it whole (or cuts a batch off its front in
+        # one move), where a deque would be popped message by message.
+        self._queue: list[str | bytes] = []
         self._waiter: asyncio.Future[None] | None = None  # set while receive() waits
         self._drained: asyncio.Future[None] | None = None  # set while writing is paused
         self._ws: WSTransport | None = None
@@ -229,7 +230,7 @@ class PicowsStream(WSListener, MessageStream):
         """
         if not await self._ready():
             return None
-        message = self._queue.popleft()
+        message = self._queue.pop(0)
         self._taken()
         return message
 
@@ -240,11 +241,11 @@ class PicowsStream(WSListener, MessageStream):
             return None
         queue = self._queue
         if len(queue) <= self.batch:
-            messages = list(queue)
-            queue.clear()
+            messages = queue
+            self._queue = []
         else:
-            popleft = queue.popleft
-            messages = [popleft() for _ in range(self.batch)]
+            messages = queue[: self.batch]
+            del queue[: self.batch]
         self._taken()
         return messages
 

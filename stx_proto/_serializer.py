@@ -355,9 +355,9 @@ class V2Serializer(_JsonSerializer):
             msg = self._loads(data)
         except _DECODE_ERRORS as exc:
             raise FrameError(f"text frame is not valid JSON: {exc}") from exc
-        if type(msg) is not list or len(msg) < 5:
+        if type(msg) is not list or (size := len(msg)) < 5:
             raise FrameError(f"a vsn 2.0.0 text frame must be an array of 5, not {_shape(msg)}")
-        join_ref, ref, topic, event, payload = msg if len(msg) == 5 else msg[:5]
+        join_ref, ref, topic, event, payload = msg if size == 5 else msg[:5]
         # _fields_ok() inlined: this is the per-message hot path.
         if (
             type(topic) is str

@@ -139,34 +139,37 @@ class Dispatcher:
         buffer = route.buffer
         if buffer is not None and not buffer.put(msg, msg.topic):
             self._overflowed(route, buffer)
+        fn = route.plain_on_message
+        # _idle is only ever True in inline mode (so no sock.messages() queue either).
+        if (
+            fn is not None
+            and self._idle
+            and not self._queued
+            and not route.handlers
+            and not self.all_handlers
+        ):
+            # The fast path (module docstring): fn(msg) here and now. While it runs, a
+            # message it makes arrive (re-entrance) queues behind it.
+            self._idle = False
+            try:
+                result = fn(msg)
+            except Exception as exc:
+                self._work.put_control((None, (self.handler_failed, (exc, msg, fn))))
+            else:
+                if result is not None and inspect.isawaitable(result):
+                    route.plain_on_message = None
+                    self._work.put_control((None, (self._await_result, (result, msg, fn))))
+            finally:
+                self._idle = not self._work.closed
+            return
         messages = self.messages
         if messages is not None:
             if not messages.put(msg, msg.topic):
                 self._overflowed(route, messages)
-        elif route.on_message is not None or route.handlers or self.all_handlers:
-            fn = route.plain_on_message
-            if (
-                fn is not None
-                and self._idle
-                and not self._queued
-                and not route.handlers
-                and not self.all_handlers
-            ):
-                # The fast path (module docstring): fn(msg) here and now. While it runs, a
-                # message it makes arrive (re-entrance) queues behind it.
-                self._idle = False
-                try:
-                    result = fn(msg)
-                except Exception as exc:
-                    self._work.put_control((None, (self.handler_failed, (exc, msg, fn))))
-                else:
-                    if result is not None and inspect.isawaitable(result):
-                        route.plain_on_message = None
-                        self._work.put_control((None, (self._await_result, (result, msg, fn))))
-                finally:
-                    self._idle = not self._work.closed
-            elif not self._work.put((route, msg), msg.topic):
-                self._overflowed(route, self._work)
+        elif (route.on_message is not None or route.handlers or self.all_handlers) and not (
+            self._work.put((route, msg), msg.topic)
+        ):
+            self._overflowed(route, self._work)
 
     async def _await_result(
         self, result: Awaitable[object], msg: ChannelMessage, fn: Callable[..., object]
