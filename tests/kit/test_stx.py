@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stx_proto import UsageError
+from stx_proto import PingPlan, UsageError
 from stx_proto.driver import stx_params
+from stx_proto.driver.stx import granted_ping_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -34,3 +35,13 @@ async def test_callable_tokens_are_called_at_every_connect() -> None:
 def anyio_backend() -> str:
     """Plain coroutines: asyncio is enough."""
     return "asyncio"
+
+
+def test_a_cancel_on_disconnect_channel_is_pinged_at_60_percent_of_its_grant() -> None:
+    # As STX's SDK does; the reply may take the whole grant. Clamped as the server clamps;
+    # 20 s when the reply names none.
+    plan = granted_ping_plan({"cancel_on_disconnect": True, "ping_timeout": 5_000})
+    assert (plan.interval, plan.timeout) == (pytest.approx(3.0), 5.0)
+    assert granted_ping_plan({"ping_timeout": 60_000}) == PingPlan(12.0, 20.0)
+    assert granted_ping_plan({"ping_timeout": 1}) == granted_ping_plan({"ping_timeout": 5_000})
+    assert granted_ping_plan({}) == granted_ping_plan(None) == PingPlan(12.0, 20.0)
