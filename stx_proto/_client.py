@@ -115,9 +115,9 @@ class Client:
             none. ``join(ping=...)`` sets a channel's own.
         channel_ping_skip: ``skip(topic)`` True for topics never to ping (a server whose
             channel crashes on an unknown event).
-        engine: the WebSocket engine: ``"wsproto"`` (the default), ``"websockets"`` (faster;
-            ``pip install 'stx-ws[fast]'``), or an engine factory; None means the transport
-            does its own WebSocket framing and hands whole messages to
+        engine: the WebSocket engine: ``"wsproto"`` (the default), ``"websockets"``
+            (websockets' parser; ``pip install 'stx-ws[fast]'``), or an engine factory; None
+            means the transport does its own WebSocket framing and hands whole messages to
             :meth:`receive_messages`.
 
     Raises:

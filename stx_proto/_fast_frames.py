@@ -21,20 +21,23 @@ A frame is taken here when all of these hold, and handed to the library otherwis
 * the payload is within the size limit, and a text payload is valid UTF-8;
 * the frame is whole in the bytes at hand. Such a frame whose end has not arrived waits here
   (64 KiB at most, so the copies stay small); every frame the library gets streams to it as
-  it comes (only its header is read whole first, unless its first byte is already an error).
+  it comes.
 
 The library only ever sees whole frames from their first byte (or, for a frame streamed to it,
 the rest of that frame), so its parser is always at a frame boundary when the scanner reads.
 
-One difference remains, by design: a frame that waits here is checked once it is whole. A text
-frame with invalid UTF-8 whose end never comes (the stream ends first) reports the end of the
-stream, where wsproto, which checks UTF-8 as the bytes stream in, would report the invalid
-UTF-8 (1007).
+So every error reaches the library when it would without the scanner. A frame whose header
+is cut short waits for the rest of it (13 bytes at most), unless its first two bytes already
+make it an error (a reserved bit or opcode, a mask, a fragmented or long control frame): then
+the library gets it, and all that follows, at once. A plain text frame that waits for its
+end is checked for invalid UTF-8 as its bytes come, as the libraries do, and goes to the
+library at the first invalid byte.
 """
 
 from __future__ import annotations
 
 import sys
+from codecs import utf_8_decode as _utf8_decode
 from collections.abc import Callable
 from secrets import token_bytes
 from typing import TYPE_CHECKING
@@ -52,6 +55,7 @@ _FIN = 0x80
 _CONTINUATION = 0x0
 _CONTROL = 0x8  # opcodes 8 and up: close, ping, pong
 _RESERVED = 0x70  # RSV1-3: no extension is negotiated, so a frame with one is an error
+_MASK = 0x80  # in the second byte
 _OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 
 
@@ -116,24 +120,26 @@ class FrameScanner:
                     start = 0  # masked, 64-bit length, or a length not all here yet
                 end = start + size
                 if start and size <= limit:
-                    if end > n:
-                        self._pending = data[pos:]  # at most 64 KiB: a 16-bit length
-                        break
-                    if first == _TEXT:
-                        try:
-                            append(data[start:end].decode())
-                        except UnicodeDecodeError:
-                            pass  # the library reports it, with its code and detail
+                    if end <= n:
+                        if first == _TEXT:
+                            try:
+                                append(data[start:end].decode())
+                            except UnicodeDecodeError:
+                                pass  # the library reports it, with its code and detail
+                            else:
+                                pos = end
+                                continue
                         else:
+                            append(data[start:end])
                             pos = end
                             continue
-                    else:
-                        append(data[start:end])
-                        pos = end
-                        continue
+                    elif first == _BINARY or _utf8_so_far(data[start:]):
+                        self._pending = data[pos:]  # at most 64 KiB: a 16-bit length
+                        break
+                    # Invalid UTF-8 already: the library fails it as it streams in.
             # Any other frame: to the library, whole or as far as it has come.
-            if first & _RESERVED or (first & _OPCODE) not in _OPCODES:
-                # A broken stream: the library fails it, and gets all that follows.
+            if _broken(data, pos, n):
+                # The library fails the frame at its first bytes: it gets all that follows.
                 self._to_library = sys.maxsize
                 library(data[pos:] if pos else data, out)
                 break
@@ -158,20 +164,41 @@ class FrameScanner:
         self._in_message = in_message
 
 
+def _utf8_so_far(payload: bytes) -> bool:
+    """True if ``payload`` (the start of a text message) holds no invalid UTF-8 yet: a
+    sequence cut short at the end is not an error (as when the libraries decode as the bytes
+    stream in)."""
+    try:
+        _utf8_decode(payload, "strict", False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _broken(data: bytes, pos: int, n: int) -> bool:
+    """True if the frame that starts at ``pos`` is an error by its first two bytes (as far
+    as they are here): a reserved bit (no extension is negotiated), a reserved opcode, a
+    mask (a server must not mask), or a control frame that is fragmented or too long."""
+    first = data[pos]
+    if first & _RESERVED or (first & _OPCODE) not in _OPCODES:
+        return True
+    if pos + 1 == n:
+        return False
+    second = data[pos + 1]
+    return bool(second & _MASK or (first & _CONTROL and (not first & _FIN or second & 0x7F > 125)))
+
+
 def _frame_end(data: bytes, pos: int, n: int) -> int | None:
-    """Where the frame that starts at ``pos`` ends (it may be past ``n``); None while its
-    header is not all here."""
+    """Where the unmasked frame that starts at ``pos`` ends (it may be past ``n``); None
+    while its header is not all here. (A masked frame is an error: see :func:`_broken`.)"""
     if pos + 2 > n:
         return None
-    second = data[pos + 1]
-    size = second & 0x7F
+    size = data[pos + 1]
     head = 2
     if size == 126:
         head = 4
     elif size == 127:
         head = 10
-    if second & 0x80:
-        head += 4  # the masking key
     if pos + head > n:
         return None
     if size == 126:

@@ -13,8 +13,8 @@ Theory of operation of :class:`WsprotoEngine`:
 * Before the handshake completes, bytes go to ``WSConnection`` (h11 underneath). A 101 reply
   gives :class:`WsAccepted`; any other status gives :class:`WsRejected` once the whole
   rejection body has arrived (or the stream ended).
-* h11 gets the bytes up to the end of each response head, and no further: the bytes after the
-  head of a 101 are frames, and go where frames go.
+* h11 gets the bytes up to the end of each response head at a time: a rejection's body follows
+  its head to h11, but the bytes after the head of a 101 are frames, and go where frames go.
 * After the handshake, bytes go to a :class:`~stx_proto._fast_frames.FrameScanner`, which
   parses the plain frames (a whole text or binary message in one frame: nearly all of them)
   itself and hands every other frame whole, in order, to wsproto's ``Connection`` (one

@@ -27,7 +27,7 @@ Theory of operation of :class:`WebsocketsEngine`:
 * websockets checks every frame's size against its ``max_size`` (reduced, inside a fragmented
   message, by what the message already holds), control frames included. wsproto checks data
   only. Under 125 bytes (the largest control frame) websockets gets 125 and this engine checks
-  data frames itself, on its slow path.
+  the data frames websockets parses itself (``_limit``; the scanner checks the ones it takes).
 * Differences that remain, by design (both engines fail the connection, only when or with which
   code differs):
 

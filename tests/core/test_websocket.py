@@ -1010,23 +1010,37 @@ _scanner_parts = st.one_of(
     st.just(bytes([0xC1, 1]) + b"a"),  # RSV1 set
     st.just(bytes([0x83, 1]) + b"a"),  # a reserved opcode
     st.just(bytes([0x89, 126, 0, 200]) + b"p" * 200),  # a control frame too long
+    st.just(bytes([0x09, 1]) + b"p"),  # a fragmented control frame
+    st.just(bytes([0x81, 5]) + b"\xffabcd"),  # invalid UTF-8 at the start
 )
 
 
 @given(
     parts=st.lists(_scanner_parts, max_size=8),
     cuts=st.lists(st.integers(0, 75_000), max_size=8),
-    max_size=st.sampled_from([None, 3, 100, 1000]),
+    max_size=st.sampled_from([None, 0, 3, 100, 125, 1000]),
+    end=st.one_of(st.none(), st.floats(0, 1)),
+    close=st.one_of(st.none(), st.floats(0, 1)),
 )
 def test_the_scanner_changes_no_event_and_no_frame(
-    parts: list[bytes], cuts: list[int], max_size: int | None
+    parts: list[bytes],
+    cuts: list[int],
+    max_size: int | None,
+    end: float | None,
+    close: float | None,
 ) -> None:
-    # The scanner takes only the frames the library would turn into exactly one message, and
-    # keeps the library at frame boundaries: with or without it, the same events come out (in
-    # total: a frame that waits for its end in the scanner fails when whole, not earlier) and
-    # the same frames go back.
+    # The scanner takes only the frames the library would turn into exactly one message,
+    # keeps the library at frame boundaries, and hands every error over when the library
+    # would see it: with or without it, the same events come out and the same frames go back,
+    # whatever the reads, wherever the stream ends (``end``, a share of it: mid-frame too) and
+    # wherever our close() comes (``close``, a share too).
     stream = b"".join(parts)
-    points = sorted({*(min(cut, len(stream)) for cut in cuts), len(stream)} - {0})
+    if end is not None:
+        stream = stream[: int(len(stream) * end)]
+    points = {*(min(cut, len(stream)) for cut in cuts), len(stream)}
+    close_at = None if close is None else int(len(stream) * close)
+    if close_at is not None:
+        points.add(close_at)
     for name in ENGINES:
         seen: list[tuple[list[object], list[object]]] = []
         for scanner in (True, False):
@@ -1036,9 +1050,11 @@ def test_the_scanner_changes_no_event_and_no_frame(
             events: list[WsEvent] = []
             frames: list[object] = []
             start = 0
-            for point in points:
+            for point in sorted(points):
                 events += client.receive(stream[start:point])
                 start = point
+                if point == close_at:
+                    frames += _seen_by_server(server, client.close(4000, "bye"))
                 frames += _seen_by_server(server, client.data_to_send())
             events += client.receive_eof()
             seen.append((_normal(events), frames))
@@ -1063,4 +1079,41 @@ def test_frames_the_scanner_leaves_to_the_library(engine: EngineFactory, data: b
             client._scanner = _NoScanner()  # type: ignore[attr-defined]
         events = client.receive(data) + client.receive(frame(0x1, b"next"))
         seen.append((_normal(events), _seen_by_server(server, client.data_to_send())))
+    assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        [b"\x81\x85", "eof"],  # masked: an error by its second byte, the rest never comes
+        [b"\x89\x80\x01", "eof"],  # a masked ping
+        [b"\x89\x7e\x00", "eof"],  # a ping with a 16-bit length
+        [b"\x88\xfe\x00", "eof"],  # a masked close with a 16-bit length
+        [b"\x09\x7e", "eof"],  # a fragmented ping
+        [b"\x81\x85", "close", b"\x01\x02\x03\x04abcde"],
+        [b"\x81\x05\xffabc", "close", b"d"],  # invalid UTF-8 before the frame's end
+        [b"\x81\x05\xffabc"],  # ... and the server stalls
+        [b"\x81\x05ab\xc3", b"\xa9d"],  # valid UTF-8 cut inside a character waits
+    ],
+    ids=lambda script: repr(script[0]),
+)
+def test_errors_reach_the_library_when_they_would_without_the_scanner(
+    engine: EngineFactory, script: list[bytes | str]
+) -> None:
+    seen = []
+    for scanner in (True, False):
+        client, server = open_pair(engine)
+        if not scanner:
+            client._scanner = _NoScanner()  # type: ignore[attr-defined]
+        steps: list[object] = []
+        for step in script:
+            if step == "eof":
+                steps.append(_normal(client.receive_eof()))
+            elif step == "close":
+                steps.append(_seen_by_server(server, client.close(4000, "bye")))
+            else:
+                assert isinstance(step, bytes)
+                steps.append(_normal(client.receive(step)))
+            steps.append(_seen_by_server(server, client.data_to_send()))
+        seen.append(steps)
     assert seen[0] == seen[1]
