@@ -1117,3 +1117,19 @@ def test_errors_reach_the_library_when_they_would_without_the_scanner(
             steps.append(_seen_by_server(server, client.data_to_send()))
         seen.append(steps)
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("read", [None, 4096])
+def test_messages_of_64_kib_and_more_go_through_the_library(
+    engine: EngineFactory, read: int | None
+) -> None:
+    # A 64-bit length is never the scanner's: the library parses the frame, in one read or as
+    # it streams in.
+    client, _ = open_pair(engine)
+    text, data = "é" * 40_000, bytes(range(256)) * 300
+    stream = any_frame(0x1, text.encode()) + any_frame(0x2, data) + any_frame(0x1, b"after")
+    step = read or len(stream)
+    events = []
+    for start in range(0, len(stream), step):
+        events += client.receive(stream[start : start + step])
+    assert events == [text, data, "after"]
