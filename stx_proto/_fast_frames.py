@@ -27,7 +27,7 @@ The library only ever sees whole frames from their first byte (or, for a frame s
 the rest of that frame), so its parser is always at a frame boundary when the scanner reads.
 
 So every error reaches the library when it would without the scanner. A frame whose header
-is cut short waits for the rest of it (13 bytes at most), unless its first two bytes already
+is cut short waits for the rest of it (9 bytes at most), unless its first two bytes already
 make it an error (a reserved bit or opcode, a mask, a fragmented or long control frame): then
 the library gets it, and all that follows, at once. A plain text frame that waits for its
 end is checked for invalid UTF-8 as its bytes come, as the libraries do, and goes to the
@@ -145,7 +145,7 @@ class FrameScanner:
                 break
             frame_end = _frame_end(data, pos, n)
             if frame_end is None:
-                self._pending = data[pos:]  # a header cut short: at most 13 bytes
+                self._pending = data[pos:]  # a header cut short: at most 9 bytes
                 break
             end = frame_end
             opcode = first & _OPCODE
