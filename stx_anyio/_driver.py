@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 from anyio.abc import ByteStream as AnyioByteStream
+from anyio.abc import SocketAttribute
 
 from stx_proto import UsageError
 from stx_proto.driver import (
@@ -52,10 +54,12 @@ T = TypeVar("T")
 
 
 class _Stream(ByteStream):
-    __slots__ = ("_stream",)
+    __slots__ = ("_raw", "_stream")
 
-    def __init__(self, stream: AnyioByteStream) -> None:
+    def __init__(self, stream: AnyioByteStream, raw: socket.socket | None = None) -> None:
         self._stream = stream
+        # A plain TCP stream's socket on trio, for writes that need no wait (send_nowait).
+        self._raw = raw
 
     async def receive(self) -> bytes:
         try:
@@ -66,8 +70,29 @@ class _Stream(ByteStream):
     async def send(self, data: bytes) -> None:
         await self._stream.send(data)
 
+    def send_nowait(self, data: bytes) -> int:
+        raw = self._raw
+        if raw is None:
+            return 0
+        try:
+            return raw.send(data)
+        except BlockingIOError:
+            return 0
+
     async def aclose(self) -> None:
+        self._raw = None
         await anyio.aclose_forcefully(self._stream)
+
+
+def _raw_socket(stream: AnyioByteStream) -> socket.socket | None:
+    """The socket of a plain TCP stream on trio, where writing to it directly is safe: trio
+    writes only when asked to, where asyncio's transport may hold bytes not yet written (and
+    there, anyio's send writes at once anyway). None elsewhere."""
+    trio = sys.modules.get("trio")
+    if trio is None or not trio.lowlevel.in_trio_run():
+        return None
+    raw: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)
+    return raw
 
 
 def _default_context(verify: bool) -> ssl.SSLContext:
@@ -91,7 +116,8 @@ class TcpTransport(StreamTransport):
     async def connect(self, host: str, port: int, tls: bool, ssl_context: Any) -> ByteStream:
         """Open a TCP (TLS when ``tls``) stream to ``host:port``."""
         if not tls:
-            return _Stream(await anyio.connect_tcp(host, port))
+            tcp = await anyio.connect_tcp(host, port)
+            return _Stream(tcp, _raw_socket(tcp))
         if ssl_context is None:
             if self._default_ssl is None:
                 self._default_ssl = _default_context(self._verify)

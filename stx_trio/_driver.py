@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -65,10 +66,12 @@ T = TypeVar("T")
 
 
 class _Stream(ByteStream):
-    __slots__ = ("_stream",)
+    __slots__ = ("_raw", "_stream")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, raw: socket.socket | None = None) -> None:
         self._stream = stream
+        # A plain TCP stream's socket, for writes that need no wait (see send_nowait).
+        self._raw = raw
 
     async def receive(self) -> bytes:
         # bytes() of a bytes object is that object: no copy (the type allows a bytearray).
@@ -77,8 +80,32 @@ class _Stream(ByteStream):
     async def send(self, data: bytes) -> None:
         await self._stream.send_all(data)
 
+    def send_nowait(self, data: bytes) -> int:
+        raw = self._raw
+        if raw is None:
+            return 0
+        try:
+            return raw.send(data)
+        except BlockingIOError:
+            return 0
+
     async def aclose(self) -> None:
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            raw.close()
         await trio.aclose_forcefully(self._stream)
+
+
+def _raw_socket(stream: trio.SocketStream) -> socket.socket | None:
+    """A standard socket on a duplicate of ``stream``'s descriptor (trio's socket objects
+    only send asynchronously), or None where that is not possible. The duplicate shares the
+    connection and its non-blocking mode; it is closed with the stream."""
+    sock = stream.socket
+    try:
+        return socket.fromfd(sock.fileno(), sock.family, sock.type)
+    except (OSError, AttributeError):  # pragma: no cover - a platform without fromfd
+        return None
 
 
 def _default_context(verify: bool) -> ssl.SSLContext:
@@ -103,7 +130,7 @@ class TcpTransport(StreamTransport):
         """Open a TCP (TLS when ``tls``) stream to ``host:port``."""
         tcp = await trio.open_tcp_stream(host, port)
         if not tls:
-            return _Stream(tcp)
+            return _Stream(tcp, _raw_socket(tcp))
         if ssl_context is None:
             if self._default_ssl is None:
                 self._default_ssl = _default_context(self._verify)

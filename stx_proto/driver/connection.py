@@ -115,9 +115,9 @@ class Connection:
         self.closing = False
         self._close_code = 1000
         self._close_reason = ""
-        # A message stream's send_nowait while it is open (None: everything takes the writer),
-        # and whether the writer is inside a send.
-        self._send_now: Callable[[str | bytes], bool] | None = None
+        # While the stream is open, what sends without waiting and returns what it did not
+        # send (None: everything takes the writer), and whether the writer is inside a send.
+        self._send_now: Callable[[Any], Any] | None = None
         self._sending = False
         #: Set once :meth:`run` has returned (the stream is closed).
         self.finished = runtime.event()
@@ -125,19 +125,20 @@ class Connection:
     def send(self, data: str | bytes) -> None:
         """Queue ``data`` (bytes for a byte stream, one message for a message stream).
 
-        A message stream that can send without waiting (``send_nowait``) sends it here and
-        now when nothing is queued or being sent before it: a push then leaves without a hop
-        through the writer task. Anything else (a refusal, a failure) takes the writer, which
-        reports a failure as it does its own.
+        A stream that can write without waiting (``send_nowait``) takes it here and now when
+        nothing is queued or being written before it: a push then leaves without a hop
+        through the writer task. What it does not take (a full socket buffer, a failure)
+        goes to the writer, which reports a failure as it does its own.
         """
         send_now = self._send_now
         if send_now is not None and not self.outbox and not self._sending and not self.closing:
             try:
-                sent = send_now(data)
+                rest = send_now(data)
             except Exception:  # the writer's send fails the same way, and says so
-                sent = False
-            if sent:
+                rest = data
+            if not rest:
                 return
+            data = rest
         self.outbox.append(data)
         self._writable.set()
 
@@ -264,12 +265,22 @@ class Connection:
 
     async def _write_bytes(self, stream: ByteStream) -> None:
         outbox = self.outbox
+        send_nowait = stream.send_nowait
+
+        def send_now(data: bytes) -> bytes:
+            sent = send_nowait(data)
+            return data[sent:] if sent else data
+
+        self._send_now = send_now
         while True:
             while outbox:
                 # One write for everything queued (join of a single bytes object is free).
                 data = b"".join(outbox)
                 outbox.clear()
-                if not await self._sent(stream.send, data):
+                self._sending = True  # send() must not overtake these bytes
+                sent = await self._sent(stream.send, data)
+                self._sending = False
+                if not sent:
                     return
             if self.closing:
                 self.scope.cancel()
@@ -278,7 +289,12 @@ class Connection:
 
     async def _write_messages(self, stream: MessageStream) -> None:
         outbox = self.outbox
-        self._send_now = stream.send_nowait
+        send_nowait = stream.send_nowait
+
+        def send_now(data: str | bytes) -> str | bytes | None:
+            return None if send_nowait(data) else data
+
+        self._send_now = send_now
         while True:
             while outbox:
                 self._sending = True  # send() must not overtake this message

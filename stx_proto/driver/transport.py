@@ -38,6 +38,18 @@ class ByteStream(ABC):
     async def send(self, data: bytes) -> None:
         """Write all of ``data``."""
 
+    def send_nowait(self, data: bytes) -> int:
+        """Write what the kernel takes of ``data`` now, without waiting; return how many
+        bytes that was (0 when it would have to wait).
+
+        The kit calls it when nothing is queued or being written before ``data``; the rest,
+        and all of it after an exception, goes through :meth:`send` in the writer task (which
+        reports a broken stream). The default writes nothing. A plain TCP stream overrides
+        it: a push then leaves from the caller's task, without a hop through the writer
+        (two scheduler passes a round trip on trio).
+        """
+        return 0
+
     @abstractmethod
     async def aclose(self) -> None:
         """Close at once, without waiting for the peer. Never raises; called once, last."""

@@ -23,7 +23,7 @@ from wsproto.events import (
 
 from stx_anyio.testing import TestServer
 from stx_proto import HandshakeRequest
-from stx_proto.driver import HandshakeRejected, MessageStream, MessageTransport
+from stx_proto.driver import HandshakeRejected, MessageStream, MessageTransport, StreamTransport
 
 from .support import FAST, LIMIT, Impl, frames, make_socket
 
@@ -203,3 +203,48 @@ async def test_a_burst_over_a_message_transport_under_back_pressure_keeps_order(
             dropped = sock.stats.dropped
     assert seen == sorted(seen)
     assert len(seen) + dropped == 300
+
+
+async def test_a_tcp_stream_writes_at_once_what_the_kernel_takes(impl: Impl) -> None:
+    # send_nowait() writes without waiting on trio (the kit's pushes leave from the caller's
+    # task) and writes nothing on asyncio (anyio's send writes at once there). Full, it
+    # writes nothing (it never waits); every byte arrives once, in order; closing the
+    # stream ends the connection (the trio driver's duplicate descriptor is closed too).
+    if impl.transport is not None:
+        pytest.skip("a message transport has no byte stream")
+    on_trio = impl.backend == "trio"
+    chunk = bytes(range(256)) * 64  # 16 KiB
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener:
+        first = listener.listeners[0]
+        assert isinstance(first, anyio.abc.SocketListener)
+        port = first.extra(anyio.abc.SocketAttribute.local_port)
+        with anyio.fail_after(LIMIT):
+            transport = impl.Socket.default_transport()
+            assert isinstance(transport, StreamTransport)
+            stream = await transport.connect("127.0.0.1", port, False, None)
+            async with await first.accept() as peer:
+                written = 0
+                limit = 256 * 2**20  # far more than loopback buffers hold
+                while written < limit:
+                    sent = stream.send_nowait(chunk[written % len(chunk) :])
+                    if not sent:
+                        break
+                    written += sent
+                assert (written > 0) is on_trio
+                assert written < limit  # it filled up, and did not wait
+                assert stream.send_nowait(chunk) == 0
+                tail = b"the end"
+                expected = (chunk * (written // len(chunk) + 1))[:written] + tail
+                received = bytearray()
+
+                async def read_all() -> None:
+                    async for data in peer:
+                        received.extend(data)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_all)
+                    await stream.send(tail)  # waits until the peer has read enough
+                    await stream.aclose()  # the peer's reads then end
+                assert bytes(received) == expected
+                assert stream.send_nowait(b"after the close") == 0

@@ -392,3 +392,66 @@ async def test_a_message_stream_that_can_send_at_once_skips_the_writer(loop: Loo
             "refused",
             "failed",
         ]
+
+
+async def test_a_byte_stream_that_can_write_at_once_skips_the_writer(loop: Loop) -> None:
+    # send_nowait() writes what it can when nothing is queued or being written before the
+    # bytes; what it leaves (a full buffer, a failure) goes through the writer, in order.
+    release = anyio.Event()
+    writer_started = anyio.Event()
+
+    class Eager(Script):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.wire: list[tuple[str, bytes]] = []  # what was written, in order, and how
+            self.takes: int | Exception = 1000  # bytes send_nowait() takes
+
+        def send_nowait(self, data: bytes) -> int:
+            if isinstance(self.takes, Exception):
+                raise self.takes
+            taken = data[: self.takes]
+            if taken:
+                self.wire.append(("now", taken))
+            return len(taken)
+
+        async def send(self, data: bytes) -> None:
+            writer_started.set()
+            await release.wait()  # the writer is inside a send until released
+            self.wire.append(("writer", data))
+
+        async def receive(self) -> bytes:
+            await anyio.sleep_forever()  # the connection stays open until closed
+            return b""
+
+    with anyio.fail_after(LIMIT):
+        owner = Owner(loop)
+        stream = Eager()
+        conn = Connection(owner, Streams(stream))
+        conn.send(b"before")  # no stream yet: the writer writes it
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run, OPEN)
+            await writer_started.wait()
+            conn.send(b"behind")  # the writer is inside a send: queued behind it
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+            conn.send(b"at once")
+            stream.takes = 2
+            conn.send(b"partly")  # "pa" now, the rest by the writer
+            await anyio.wait_all_tasks_blocked()
+            stream.takes = 0
+            conn.send(b"full")  # the kernel's buffer is full: all of it by the writer
+            await anyio.wait_all_tasks_blocked()
+            stream.takes = BrokenPipeError("gone")
+            conn.send(b"failed")  # the writer's send then reports the broken stream
+            await anyio.wait_all_tasks_blocked()
+            conn.close(1.0)
+        assert stream.wire == [
+            ("writer", b"before"),
+            ("writer", b"behind"),
+            ("now", b"at once"),
+            ("now", b"pa"),
+            ("writer", b"rtly"),
+            ("writer", b"full"),
+            ("writer", b"failed"),
+        ]
+        assert owner.posts == [(OPENED, None)]
