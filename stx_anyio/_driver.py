@@ -45,6 +45,7 @@ RUNTIME = Runtime(
     checkpoint=anyio.lowlevel.checkpoint,
     logger=logger,
     wall_clock=time.time,
+    real_clock=time.perf_counter,
     current_task=lambda: anyio.get_current_task().id,
 )
 

@@ -56,6 +56,7 @@ RUNTIME = Runtime(
     checkpoint=trio.lowlevel.checkpoint,
     logger=logger,
     wall_clock=time.time,
+    real_clock=time.perf_counter,
     check_loop=_check_loop,
     current_task=trio.lowlevel.current_task,
 )

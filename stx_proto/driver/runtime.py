@@ -107,6 +107,10 @@ class Runtime:
     wall_clock: Callable[[], float] | None = None
     #: Identifies the running task (see above); called by ``connect()`` and ``close()``.
     current_task: Callable[[], object] = attrs.field(default=lambda: None)
+    #: Monotonic real time in seconds (``time.perf_counter``), for busy-polling budgets (the
+    #: loop's clock may be a virtual one, which stands still while a task spins). None:
+    #: the socket's ``busy_poll`` is off.
+    real_clock: Callable[[], float] | None = None
 
 
 class Signal:

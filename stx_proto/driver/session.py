@@ -88,6 +88,13 @@ FEED_MESSAGES = 32
 #: time) are fed to the core in one pass of the pump, the handlers getting a turn after each
 #: run.
 MESSAGE_RUN = 64
+#: A push's caller busy-polls for its reply this long by default (see Socket's busy_poll).
+#: On this project's 2-core VM, against a loopback echo, the same client with and without it:
+#: a median round trip of 102 and 165 us on trio; the reply comes within three or four turns
+#: of the loop, and the wake-up from a sleep in epoll costs the rest.
+DEFAULT_BUSY_POLL = 0.0001
+#: More than this is a CPU burner, not a poll: it is refused.
+MAX_BUSY_POLL = 0.01
 #: The longest the pump holds back reads while the handlers catch up (per read): long enough
 #: for a starved dispatcher to drain, short enough that heartbeats and timers stay on time.
 MAX_PAUSE = 0.05
@@ -179,6 +186,7 @@ class Session:
         close_timeout: float,
         host: str,
         ssl: Any,
+        busy_poll: float = 0.0,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -199,6 +207,12 @@ class Session:
         self._close_timeout = close_timeout
         #: The socket's ``close_timeout``.
         self.close_timeout = close_timeout
+        # Busy-polling for push replies: the socket's busy_poll (0: off), whether a caller
+        # spins now, and how long the last push took to be answered (seconds).
+        self._real_clock = runtime.real_clock if busy_poll > 0 else None  # None: off
+        self._busy_poll = busy_poll
+        self._spinning = False
+        self._reply_time = 0.0
         self._logger: logging.Logger = runtime.logger
         self._host = host
         self._ssl = ssl
@@ -567,8 +581,17 @@ class Session:
         router = self.router
         router.add_push(ref, event, waiter)
         self._drain_now()
+        clock = self._real_clock
+        sent_at = 0.0 if clock is None else clock()
         try:
-            await done.wait()
+            # Busy-poll for a nearby server's reply (see Socket's busy_poll); _spin yields
+            # at least once, as done.wait() would.
+            if clock is None or self._spinning or self._reply_time > 2 * self._busy_poll:
+                await done.wait()
+            else:
+                await self._spin(waiter, clock)
+                if not waiter.done:
+                    await done.wait()
         except BaseException:
             # The caller gave up on this push: stop waiting for it, and if it has not gone
             # out yet, make sure it never does (a retried order must not go twice). Both are
@@ -577,7 +600,24 @@ class Session:
             if client.cancel_push(runtime.now(), ref):
                 self._wakeup.set()
             raise
+        if clock is not None:
+            self._reply_time = clock() - sent_at
         return waiter.result()
+
+    async def _spin(self, waiter: Pending, clock: Callable[[], float]) -> None:
+        """Let the loop run, without sleeping, until ``waiter`` is done or ``busy_poll``
+        seconds of ``clock`` (real time) have passed. One caller spins at a time; the others
+        sleep."""
+        self._spinning = True
+        try:
+            checkpoint = self.runtime.checkpoint
+            until = clock() + self._busy_poll
+            while True:
+                await checkpoint()
+                if waiter.done or clock() >= until:
+                    return
+        finally:
+            self._spinning = False
 
     async def leave(self, route: ChannelRoute, timeout: float | None) -> None:
         """See ``Channel.leave``."""

@@ -34,7 +34,7 @@ from .dispatch import Dispatch, ErrorHandler, check_dispatch_options
 from .queues import Overflow, check_queue_options
 from .router import ChannelRoute, Handler, SocketStats
 from .runtime import Runtime
-from .session import HookKind, Hooks, JoinOptions, Session
+from .session import DEFAULT_BUSY_POLL, MAX_BUSY_POLL, HookKind, Hooks, JoinOptions, Session
 from .transport import MessageTransport, StreamTransport, Transport, TransportFactory
 
 SocketT = TypeVar("SocketT", bound="SocketBase")
@@ -156,6 +156,7 @@ class SocketBase:
         engine: str | EngineFactory = "wsproto",
         channel_ping_interval: float | None = None,
         channel_ping_skip: Callable[[str], bool] | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
         **unknown: NoReturn,
     ) -> None:
         """Set up the socket; it connects when its ``async with`` block starts.
@@ -225,13 +226,22 @@ class SocketBase:
                 asyncio with ``pip install 'stx-ws[picows]'``). Default: the driver's TCP/TLS
                 streams.
             engine: the WebSocket engine over a stream transport: ``"wsproto"`` (the
-                default) or ``"websockets"`` (websockets' sans-IO protocol, about twice as
-                fast; ``pip install 'stx-ws[fast]'``). Not chosen automatically: name it.
+                default) or ``"websockets"`` (websockets' sans-IO protocol; ``pip install
+                'stx-ws[fast]'``). The core parses plain frames itself on either; the engine
+                does the handshake, control frames, fragments and errors (websockets' is
+                faster on frames of 64 KiB and more). Not chosen automatically: name it.
             channel_ping_interval: seconds between keepalive pings (a ``ping`` push) on every
                 joined channel, from each join reply; None (the default here; 30 s on STX
                 sockets) sends none. A failed ping is counted in ``stats.ping_failures``
                 and logged at WARNING; never fatal.
             channel_ping_skip: ``skip(topic)`` True for topics never to ping.
+            busy_poll: seconds (0.0001) a push's caller keeps the event loop turning, without
+                sleeping, while its reply is due, when the server answered the last push
+                within twice that: a nearby server's reply is then read without the process
+                going to sleep and being woken, which on a loopback or a VM costs more than
+                the server takes to answer. Other tasks run all the while; one caller spins
+                at a time; a server farther away (a slower last reply) costs no spin at all.
+                0 turns it off.
 
         Hooks and handlers may be sync or async; they run in the dispatcher, never in the
         pump, and an exception they raise is logged and passed to ``on_handler_error``.
@@ -259,6 +269,8 @@ class SocketBase:
         mode = check_dispatch_options(dispatch, max_concurrency, policy)
         if not close_timeout > 0:
             raise UsageError(f"close_timeout must be > 0, got {close_timeout!r}")
+        if checks.real("busy_poll", busy_poll, positive=False) > MAX_BUSY_POLL:
+            raise UsageError(f"busy_poll must be at most {MAX_BUSY_POLL} s, got {busy_poll!r}")
         if isinstance(transport, str):
             transport = self._named_transport(transport, max_message_size)
         if transport is None:
@@ -320,6 +332,7 @@ class SocketBase:
             close_timeout=close_timeout,
             host=self._host,
             ssl=ssl,
+            busy_poll=busy_poll,
         )
 
     @classmethod

@@ -92,6 +92,7 @@ class StxSocketOptions(TypedDict, total=False):
     rng: Random | None
     transport: Transport | str | None
     engine: str | EngineFactory
+    busy_poll: float
 
 
 def stx_params(token: StxToken) -> Mapping[str, str] | Callable[[], Awaitable[dict[str, str]]]:
