@@ -112,6 +112,19 @@ ROWS: list[Row] = [
     _ours("stx_anyio", "trio", {"json": "orjson", "engine": "websockets"}),
     _ours("stx_trio", "trio", {"json": "orjson", "engine": "websockets"}),
     _ours("stx_anyio", "uvloop", {"json": "orjson", "transport": "picows"}),
+    # Round trips without busy-polling (the bare loops and the peers sleep in the loop's poll
+    # while a reply is due; this project's Socket spins for up to busy_poll by default).
+    *(
+        _ours(driver, loop, {**options, "busy_poll": 0}, scenarios=(RTT,))
+        for driver, loop, options in (
+            ("stx_anyio", "asyncio", {"json": "stdlib"}),
+            ("stx_anyio", "uvloop", {"json": "stdlib"}),
+            ("stx_anyio", "trio", {"json": "stdlib"}),
+            ("stx_trio", "trio", {"json": "stdlib"}),
+            ("stx_trio", "trio", {"json": "orjson", "engine": "websockets"}),
+            ("stx_anyio", "uvloop", {"json": "orjson", "transport": "picows"}),
+        )
+    ),
     # The bare loops: handshake, join, read, decode each message, count; push and await.
     _bare("wsproto", "json", "asyncio", smoke=True),
     _bare("wsproto", "orjson", "asyncio"),

@@ -572,7 +572,11 @@ def _rtt_section(report: Report) -> list[str]:
         "of every round trip. Medians over the runs of each run's median and p99. *vs bare* "
         "is the median over the bare wsproto + json loop's on the same event loop (lower is "
         "faster); *best* is the lowest of the runs' medians, and its ratio the same over the "
-        "bare loop's best. phoenix-channels-python-client has no push with a reply.",
+        "bare loop's best. phoenix-channels-python-client has no push with a reply. "
+        "This project's rows busy-poll for the reply by default (``busy_poll``, 100 µs: the "
+        "caller keeps the event loop turning instead of sleeping while a nearby server's reply "
+        "is due); the bare loops and the peers sleep in the loop's poll, as do the rows marked "
+        "``busy_poll=0``.",
         "",
         *_table(
             [
@@ -588,6 +592,65 @@ def _rtt_section(report: Report) -> list[str]:
         ),
         "",
         *_errors(report, RTT),
+    ]
+
+
+def own_baseline(row: Row) -> str | None:
+    """The bare loop of the WebSocket library a row of this project runs on, when that is
+    not wsproto: websockets' ``ClientProtocol`` + orjson, or picows + orjson."""
+    if row.kind != "ours":
+        return None
+    if row.options.get("transport") == "picows":
+        return f"bare picows orjson {row.loop}"
+    if row.options.get("engine") == "websockets":
+        return f"bare websockets orjson {row.loop}"
+    return None
+
+
+def _engines_section(report: Report) -> list[str]:
+    body = []
+    for row in report.rows:
+        base = own_baseline(row)
+        if base is None:
+            continue
+        cells = [row.label]
+        for scenario, key, best in ((INBOUND, "msg_per_s", True), (RTT, "median_us", False)):
+            mine, theirs = report.outcome(row.label, scenario), report.outcome(base, scenario)
+            if not mine.results or not theirs.results:
+                cells += ["", "", ""]
+                continue
+            m, b = mine.median(key), theirs.median(key)
+            bm, bb = mine.best(key, lowest=not best), theirs.best(key, lowest=not best)
+            cells += [
+                _fmt(m, ",.0f"),
+                _fmt(m / b if m is not None and b else None, ".2f"),
+                _fmt(bm / bb if bm is not None and bb else None, ".2f"),
+            ]
+        body.append([*cells[:1], base, *cells[1:]])
+    if not body:
+        return []
+    return [
+        "## Engines and transports against their own bare loops",
+        "",
+        'Each row of `engine="websockets"` and `transport="picows"` over the bare loop '
+        "of the same library on the same event loop (the figures of the two sections above): "
+        "inbound msg/s (higher is faster), and the push round trip's median µs (lower is "
+        "faster), as ratios of the medians and of the best runs.",
+        "",
+        *_table(
+            [
+                "client",
+                "its bare loop",
+                "msg/s",
+                "vs bare",
+                "best vs best",
+                "round trip µs",
+                "vs bare",
+                "best vs best",
+            ],
+            body,
+        ),
+        "",
     ]
 
 
@@ -715,6 +778,7 @@ def page(report: Report, images: Sequence[str]) -> str:
         *_ceiling_section(report),
         *_inbound_section(report),
         *_rtt_section(report),
+        *_engines_section(report),
         *_channels_section(report),
         *_slow_section(report),
     ]
