@@ -15,6 +15,7 @@ from stx_proto import (
     ChannelClosed,
     ChannelCloseReason,
     ChannelErrored,
+    ChannelMessage,
     Client,
     ClientClosedError,
     Closed,
@@ -948,6 +949,54 @@ def test_malformed_frames_are_dropped_and_counted(make_link: MakeLink) -> None:
     ref = link.push("a", "still", {"ok": True})
     assert link.take() == [ReplyReceived("a", ref, "ok", {"ok": True})]
     assert link.client.is_connected
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '["1", 2, "a", "ev", {}]',  # a ref that is not a string
+        '[1, null, "a", "ev", {}]',  # a join ref that is not a string
+        '[null, null, 7, "ev", {}]',  # a topic that is not a string
+        '[null, null, "a", null, {}]',  # an event that is not a string
+        '["1", "9", "a", "phx_reply", {"status": 1}]',  # a reply without a string status
+        '["1", "9", "a", "phx_reply", []]',  # a reply whose payload is not an object
+        '{"topic": "a"}',  # valid JSON, not an array
+        "[1, 2",  # not JSON at all
+    ],
+)
+def test_a_frame_with_a_bad_field_is_dropped_with_the_reason(
+    make_link: MakeLink, frame: str
+) -> None:
+    link = make_link()
+    link.connect()
+    link.join("a")
+    conn = link.connection
+    assert conn is not None
+    link.take()
+    conn.send_raw(frame)
+    link.pump()
+    (dropped,) = link.take()
+    assert isinstance(dropped, FrameDropped)
+    assert dropped.data == frame
+    assert dropped.detail  # says what is wrong
+    assert link.client.stats.malformed_frames == 1
+    assert link.client.is_connected
+
+
+def test_a_frame_with_more_than_five_elements_is_read_from_its_first_five(
+    make_link: MakeLink,
+) -> None:
+    link = make_link()
+    link.connect()
+    link.join("a")
+    conn = link.connection
+    assert conn is not None
+    link.take()
+    conn.send_raw('[null, null, "a", "ev", {"x": 1}, "extra"]')
+    link.pump()
+    (received,) = link.take()
+    assert isinstance(received, MessageReceived)
+    assert received.message == ChannelMessage("a", "ev", {"x": 1}, None, None)
 
 
 def test_frames_for_unknown_topics_are_counted(make_link: MakeLink) -> None:
