@@ -38,7 +38,6 @@ from ._events import (
     FrameDropped,
     Joined,
     JoinFailed,
-    MessageReceived,
     PresenceChanged,
     PushFailed,
     PushFailure,
@@ -553,10 +552,12 @@ class ChannelSet:
                     continue  # a typed payload that did not fit, or a payload that is not JSON
                 msg = resolved
             stats.messages += 1
+            # Queued bare: it leaves as MessageReceived (Client.next_events), or bare to the
+            # driver kit (Client.next_outputs), which saves an object a message.
             if wbuf:
-                outbox.emit(MessageReceived(msg))
+                outbox.emit(msg)
             else:  # Outbox.emit() without the call: nothing written waits to go first
-                out.append(new_tuple(MessageReceived, (msg,)))
+                out.append(msg)
             presence = ch.presence
             if presence is not None:
                 update = presence.handle(event, msg.payload, ch.join_ref, notify=False)

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections import deque
 
 from ._events import Output, SendBytes, SendMessage
+from ._message import ChannelMessage
 from ._websocket import WebSocketEngine
+
+#: What the outbox queues: a command or an event, or a message received for a live channel
+#: as its bare :class:`ChannelMessage`. :meth:`stx_proto.Client.next_event` and
+#: :meth:`~stx_proto.Client.next_events` hand such a message out as a ``MessageReceived``;
+#: :meth:`~stx_proto.Client.next_outputs` (the driver kit's) hands it out bare, which saves
+#: making and taking apart one object a message.
+Queued = Output | ChannelMessage
 
 
 class Outbox:
@@ -21,7 +29,7 @@ class Outbox:
     __slots__ = ("engine", "items", "ref", "wbuf")
 
     def __init__(self) -> None:
-        self.items: deque[Output] = deque()
+        self.items: deque[Queued] = deque()
         self.wbuf = bytearray()  # bytes to send, coalesced into one SendBytes
         #: The WebSocket engine of the open connection; None between connections, and always
         #: in message mode (the transport does its own WebSocket framing).
@@ -33,7 +41,7 @@ class Outbox:
         self.ref += 1
         return str(self.ref)
 
-    def emit(self, item: Output) -> None:
+    def emit(self, item: Queued) -> None:
         """Queue a command or an event after the bytes already written."""
         if self.wbuf:
             self.items.append(SendBytes(bytes(self.wbuf)))

@@ -57,8 +57,8 @@ from .._events import (
     HandshakeRequest,
     Joined,
     JoinFailed,
-    MessageReceived,
     OpenTransport,
+    Output,
     PayloadInvalid,
     PresenceChanged,
     SendBytes,
@@ -845,7 +845,7 @@ class Session:
     def _drain(self) -> float | None:
         """Carry out the core's outputs until it has none; return its next deadline."""
         client = self.client
-        next_events = client.next_events
+        next_outputs = client.next_outputs  # a message comes bare, not in a MessageReceived
         # The per-message path, with its look-ups made once per drain (a read's worth).
         channel = self.router.channel
         deliver = self.dispatcher.deliver
@@ -855,36 +855,43 @@ class Session:
         # only an event (handled below) can change which route a topic has.
         topic: str | None = None
         route: ChannelRoute | None = None
-        while outputs := next_events():
+        while outputs := next_outputs():
             for out in outputs:
-                if type(out) is MessageReceived or type(out) is ControlReceived:
+                if type(out) is ChannelMessage:
+                    msg = out
+                elif type(out) is ControlReceived:
                     msg = out.message
-                    if msg.topic != topic:
-                        topic = msg.topic
-                        route = channel(topic)
-                    # The core only emits messages of live channels, and each has a route.
-                    if route is not None:  # pragma: no branch
-                        if debug:
-                            logger.debug("message %r on %r", msg.event, msg.topic)
-                        deliver(route, msg)
-                    continue
-                topic = route = None
-                if type(out) is SendBytes or type(out) is SendMessage:
-                    conn = self._conn
-                    # The core sends only while its transport is open: this guards a core bug.
-                    if conn is not None:  # pragma: no branch
-                        conn.send(out.data)
-                elif type(out) is OpenTransport:
-                    self._open(out)
-                elif type(out) is CloseTransport:
-                    conn, self._conn = self._conn, None
-                    if conn is not None:
-                        conn.close(self._close_timeout, out.code, out.reason)
                 else:
-                    # Only events are left (type() is X does not narrow the other way).
-                    assert not isinstance(out, _COMMANDS)
-                    self._on_event(out)
+                    topic = route = None
+                    self._carry(out)
+                    continue
+                if msg.topic != topic:
+                    topic = msg.topic
+                    route = channel(topic)
+                # The core only emits messages of live channels, and each has a route.
+                if route is not None:  # pragma: no branch
+                    if debug:
+                        logger.debug("message %r on %r", msg.event, msg.topic)
+                    deliver(route, msg)
         return client.next_deadline()
+
+    def _carry(self, out: Output | ChannelMessage) -> None:
+        """Carry out a command, or handle an event other than a message (see _drain)."""
+        if type(out) is SendBytes or type(out) is SendMessage:
+            conn = self._conn
+            # The core sends only while its transport is open: this guards a core bug.
+            if conn is not None:  # pragma: no branch
+                conn.send(out.data)
+        elif type(out) is OpenTransport:
+            self._open(out)
+        elif type(out) is CloseTransport:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close(self._close_timeout, out.code, out.reason)
+        else:
+            # Only events are left (type() is X does not narrow the other way).
+            assert not isinstance(out, (*_COMMANDS, ChannelMessage))
+            self._on_event(out)
 
     def _open(self, command: OpenTransport) -> None:
         old = self._conn

@@ -8,10 +8,12 @@ from typing import Any
 
 from stx_proto import (
     ChannelClosed,
+    ChannelMessage,
     Client,
     Closed,
     CloseTransport,
     Disconnected,
+    MessageReceived,
     SendBytes,
     SleepUntil,
 )
@@ -121,3 +123,38 @@ def test_next_events_gives_what_next_event_gives_in_one_list(make_link: MakeLink
     assert [type(o).__name__ for o in batch] == ["SendBytes", "MessageReceived", "SendBytes"]
     assert links[1].client.next_events() == []
     assert links[1].client.next_event() == links[0].client.next_event()  # the same SleepUntil
+
+
+def test_next_outputs_gives_a_message_bare_and_the_rest_as_next_events(
+    make_link: MakeLink,
+) -> None:
+    # The driver kit's form: the same outputs in the same order as next_events(), except that
+    # a message comes as its ChannelMessage, not wrapped in MessageReceived.
+    links = [connected(make_link, "a", "b") for _ in range(2)]
+    for link in links:
+        conn = link.connection
+        assert conn is not None
+        link.client.push(link.now, "a", "one")
+        conn.push("b", "news", {"n": 1})
+        conn.push("a", "more", {"n": 2})
+        link.client.receive_data(link.now, conn.data_to_send())
+    events = links[0].client.next_events()
+    outputs = links[1].client.next_outputs()
+    assert [type(o).__name__ for o in outputs] == ["SendBytes", "ChannelMessage", "ChannelMessage"]
+    assert outputs[1:] == [
+        ChannelMessage("b", "news", {"n": 1}, None, "2"),  # a channel push has its join_ref
+        ChannelMessage("a", "more", {"n": 2}, None, "1"),
+    ]
+    assert events[1:] == [
+        MessageReceived(ChannelMessage("b", "news", {"n": 1}, None, "2")),
+        MessageReceived(ChannelMessage("a", "more", {"n": 2}, None, "1")),
+    ]
+    assert links[1].client.next_outputs() == []
+    # One at a time, a message is a MessageReceived too.
+    conn = links[1].connection
+    assert conn is not None
+    conn.push("a", "last", {})
+    links[1].client.receive_data(links[1].now, conn.data_to_send())
+    assert links[1].client.next_event() == MessageReceived(
+        ChannelMessage("a", "last", {}, None, "1")
+    )

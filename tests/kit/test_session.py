@@ -93,13 +93,13 @@ async def test_a_bug_in_the_core_fails_the_session_loudly_wherever_it_surfaces(
 
     with anyio.fail_after(LIMIT):
         session = make_session(loop)
-        monkeypatch.setattr(session.client, "next_events", broken)
+        monkeypatch.setattr(session.client, "next_outputs", broken)
         session._drain_now()  # a user's call drains: the bug fails the session
         assert isinstance(session._fatal, ConnectionClosedError)
         assert session.router.closed
 
         session = make_session(loop)
-        monkeypatch.setattr(session.client, "next_events", broken)
+        monkeypatch.setattr(session.client, "next_outputs", broken)
         session._close_timeout = 0.01
         await session._run_pump()  # the pump's own drain
         assert isinstance(session._fatal, ConnectionClosedError)
