@@ -765,7 +765,9 @@ def page(report: Report, images: Sequence[str]) -> str:
         "repetitions. Each client runs in its own process, so the CPU time and the peak RSS "
         "are that client's alone. The server is `benchmarks/blast_server.py`, in its own "
         "process on 127.0.0.1, sending frames encoded beforehand. The machine is shared "
-        "(2 cores, other work running): read the ratios more than the absolute figures.",
+        "(2 cores, other work running): read the ratios more than the absolute figures. "
+        "Where a message's time goes, and what was cut: [Where the time goes]"
+        "(performance.md).",
         "",
         "## Machine and versions",
         "",

@@ -110,3 +110,30 @@ def test_side_by_side_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for title in ("## Inbound", "## Push round trip", "joined channels", "slow consumer"):
         assert title in text
     assert "n/a" not in text
+
+
+def test_loop_iterations_quick(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop-iterations tool end to end (its own server process), and a guard on the hops
+    of a round trip without busy-polling: two turns of trio's scheduler (the push leaves from
+    the caller's task; the reply is handed over in the turn that reads it), five asyncio
+    iterations (through the writer task, the reader and the pump)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script adds benchmarks/ to it
+    module = runpy.run_path(str(BENCHMARKS / "loop_iterations.py"), run_name="loop_iterations")
+    rows = module["main"](["--quick"])
+    assert [(client, busy) for client, busy, _, _ in rows] == [
+        ("stx_trio trio", 0.0001),
+        ("stx_trio trio", 0.0),
+        ("stx_anyio trio", 0.0001),
+        ("stx_anyio trio", 0.0),
+        ("stx_anyio asyncio", 0.0001),
+        ("stx_anyio asyncio", 0.0),
+    ]
+    sleeping = {client: per_push for client, busy, per_push, _ in rows if busy == 0.0}
+    # A little slack: a turn can split when the machine is busy (a timer, a late reply).
+    assert 2.0 <= sleeping["stx_trio trio"] <= 2.5
+    assert 2.0 <= sleeping["stx_anyio trio"] <= 2.5
+    assert 4.0 <= sleeping["stx_anyio asyncio"] <= 6.0
+    assert all(mean > 0 for _, _, _, mean in rows)
+    assert "iterations" in capsys.readouterr().out
