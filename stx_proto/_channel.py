@@ -486,8 +486,9 @@ class ChannelSet:
         serializer = self.typed or self._serializer
         decode_text = serializer.decode_text
         # vsn 2.0.0 without types: a well-formed text frame is decoded here, without the
-        # call (about 0.1 us of the 3 a message costs on picows); decode_text has the last
-        # word on every other frame, and says what is wrong with a bad one.
+        # call (about 0.1 us of the 2.5 a message costs on picows); decode_text has the last
+        # word on every other frame, and says what is wrong with a bad one. Such a frame (bad
+        # JSON, more than five elements: rare) is parsed twice, the second time its verdict.
         loads = serializer.codec.loads if type(serializer) is V2Serializer else None
         typed = self.typed
         live = self.live

@@ -18,7 +18,7 @@ class CoreStats:
 
     def __init__(self) -> None:
         self.connections = 0  # successful WebSocket opens
-        self.messages = 0  # MessageReceived events emitted
+        self.messages = 0  # messages handed out for live channels (MessageReceived)
         self.stale_dropped = 0  # frames for a channel's earlier join, or a reply nobody awaits
         self.unknown_topic_dropped = 0  # frames for a topic with no live channel
         self.malformed_frames = 0  # frames that could not be decoded (FrameDropped)

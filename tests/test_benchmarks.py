@@ -137,3 +137,41 @@ def test_loop_iterations_quick(
     assert 4.0 <= sleeping["stx_anyio asyncio"] <= 6.0
     assert all(mean > 0 for _, _, _, mean in rows)
     assert "iterations" in capsys.readouterr().out
+
+
+def test_profile_stages_gives_each_sample_to_its_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = runpy.run_path(str(BENCHMARKS / "profile_stages.py"), run_name="profile_stages")
+    source = tmp_path / "stx_proto" / "_channel.py"
+    source.parent.mkdir()
+    source.write_text("x = 1\n                    parsed = loads(data)\n")
+    loop = "run (asyncio/runners.py:118)"
+    profile = tmp_path / "prof.txt"
+    profile.write_text(
+        "\n".join(
+            [
+                f"{loop};ChannelSet.on_messages (stx_proto/_channel.py:2) 40",  # the decode
+                f"{loop};ChannelSet.on_messages (stx_proto/_channel.py:1) 10",
+                f"{loop};StdlibJsonCodec.loads (stx_proto/_codec.py:81) 10",
+                f"{loop};FrameScanner.feed (stx_proto/_fast_frames.py:126) 10",
+                f"{loop};receive_data (wsproto/connection.py:10) 5",
+                f"{loop};Session._drain (stx_proto/driver/session.py:858) 10",
+                f"{loop};Dispatcher.deliver (stx_proto/driver/dispatch.py:155) 5",
+                f"{loop};Counter.__call__ (bench_client.py:86) 5",
+                loop + " 5",
+                "_find_and_load (<frozen importlib._bootstrap>:1176) 99",  # start-up: left out
+            ]
+        )
+    )
+    table = module["main"]([str(profile), "--root", str(tmp_path)])
+    assert table["prof.txt"] == {
+        "JSON decoding": 50.0,
+        "WebSocket frames": 15.0,
+        "Phoenix layer (the core)": 10.0,
+        "driver kit: draining the core": 10.0,
+        "driver kit: feeding and dispatch": 5.0,
+        "the handler": 5.0,
+        "event loop and socket I/O": 5.0,
+    }
+    assert "JSON decoding" in capsys.readouterr().out

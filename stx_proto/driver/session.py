@@ -8,8 +8,8 @@ socket's ``async with`` block (the session can then cancel the block to raise a 
 the task that called ``connect()`` (its ``close()`` exits the group; a fatal error is raised
 by the next call instead), or the task of ``arun()``:
 
-* the **pump** owns the core. It pulls outputs with ``client.next_event()`` until
-  :class:`~stx_proto.SleepUntil` and carries them out without ever awaiting: bytes and
+* the **pump** owns the core. It pulls outputs with ``client.next_outputs()`` until there
+  are none and carries them out without ever awaiting: bytes and
   messages go to the current connection's outbox, events to the :class:`~.router.Router`
   (waiting calls) and the :class:`~.dispatch.Dispatcher` (user code). Then it waits for
   whichever comes first: an item in its inbox (from the connection), the core's deadline
@@ -57,6 +57,7 @@ from .._events import (
     HandshakeRequest,
     Joined,
     JoinFailed,
+    MessageReceived,
     OpenTransport,
     Output,
     PayloadInvalid,
@@ -889,8 +890,9 @@ class Session:
             if conn is not None:
                 conn.close(self._close_timeout, out.code, out.reason)
         else:
-            # Only events are left (type() is X does not narrow the other way).
-            assert not isinstance(out, (*_COMMANDS, ChannelMessage))
+            # Only events are left (type() is X does not narrow the other way). A message
+            # comes bare from next_outputs(): one in a MessageReceived would reach nobody.
+            assert not isinstance(out, (*_COMMANDS, ChannelMessage, MessageReceived))
             self._on_event(out)
 
     def _open(self, command: OpenTransport) -> None:

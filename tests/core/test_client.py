@@ -41,7 +41,7 @@ from stx_proto import (
 )
 from stx_proto._engines import EngineFactory
 from stx_proto._events import Output
-from stx_proto._serializer import encode_broadcast_binary
+from stx_proto._serializer import V2Serializer, encode_broadcast_binary
 from stx_proto._websocket import WsEvent, WsprotoEngine
 from stx_proto.testing import Link, PhoenixServer
 
@@ -981,6 +981,29 @@ def test_a_frame_with_a_bad_field_is_dropped_with_the_reason(
     assert dropped.detail  # says what is wrong
     assert link.client.stats.malformed_frames == 1
     assert link.client.is_connected
+
+
+def test_a_well_formed_frame_is_decoded_in_place(
+    make_link: MakeLink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The per-message path decodes a plain vsn 2.0.0 frame itself: the serializer's
+    # decode_text (a call a message) is only for the frames it cannot take as they are.
+    link = make_link()
+    link.connect()
+    link.join("a")
+    conn = link.connection
+    assert conn is not None
+    link.take()
+
+    def not_called(self: V2Serializer, data: str) -> ChannelMessage:
+        raise AssertionError(f"decode_text({data!r})")
+
+    monkeypatch.setattr(V2Serializer, "decode_text", not_called)
+    conn.send_raw('[null, null, "a", "ev", {"x": 1}]')
+    conn.send_raw('["1", "7", "a", "phx_reply", {"status": "ok", "response": {}}]')
+    link.pump()
+    assert link.take() == [MessageReceived(ChannelMessage("a", "ev", {"x": 1}, None, None))]
+    assert link.client.stats.malformed_frames == 0
 
 
 def test_a_frame_with_more_than_five_elements_is_read_from_its_first_five(
