@@ -505,7 +505,7 @@ class ChannelSet:
                     parsed = None
                 if type(parsed) is list and len(parsed) == 5:
                     join_ref, ref, topic, event, payload = parsed
-                    # _fields_ok(), as V2Serializer.decode_text inlines it too.
+                    # _fields_ok() inlined: this is the per-message path.
                     if (
                         type(topic) is str
                         and type(event) is str

@@ -271,8 +271,8 @@ def _describe(value: Any) -> str:
 
 
 def _fields_ok(join_ref: Any, ref: Any, topic: Any, event: Any, payload: Any) -> bool:
-    """True if the five fields make a valid message (inlined, the same test, in
-    V2Serializer.decode_text and in the ChannelSet.on_messages: the per-message path)."""
+    """True if the five fields make a valid message (ChannelSet.on_messages, the per-message
+    path, inlines the same test)."""
     return (
         type(topic) is str
         and type(event) is str
@@ -359,16 +359,8 @@ class V2Serializer(_JsonSerializer):
         if type(msg) is not list or (size := len(msg)) < 5:
             raise FrameError(f"a vsn 2.0.0 text frame must be an array of 5, not {_shape(msg)}")
         join_ref, ref, topic, event, payload = msg if size == 5 else msg[:5]
-        # _fields_ok() inlined: this is the per-message hot path.
-        if (
-            type(topic) is str
-            and type(event) is str
-            and (join_ref is None or type(join_ref) is str)
-            and (ref is None or type(ref) is str)
-            and (
-                event != PHX_REPLY or (type(payload) is dict and type(payload.get("status")) is str)
-            )
-        ):
+        # Off the per-message path: ChannelSet.on_messages decodes a well-formed frame itself.
+        if _fields_ok(join_ref, ref, topic, event, payload):
             # ChannelMessage(...) without the named tuple's Python-level __new__.
             return new_tuple(ChannelMessage, (topic, event, payload, ref, join_ref))
         raise _fields_error(join_ref, ref, topic, event, payload)

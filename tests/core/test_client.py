@@ -43,7 +43,7 @@ from stx_proto._engines import EngineFactory
 from stx_proto._events import Output
 from stx_proto._serializer import V2Serializer, encode_broadcast_binary
 from stx_proto._websocket import WsEvent, WsprotoEngine
-from stx_proto.testing import Link, PhoenixServer
+from stx_proto.testing import Link, PhoenixServer, ServerConnection
 
 URL = "ws://test/socket"
 MakeLink = Callable[..., Link]  # the make_link fixture of conftest.py
@@ -60,6 +60,17 @@ def drain(client: Client) -> list[Output]:
 def state(client: Client) -> SocketState:
     """The client's state (a call, so that mypy does not narrow it across calls)."""
     return client.state
+
+
+def joined_to_a(make_link: MakeLink) -> tuple[Link, ServerConnection]:
+    """A link with channel "a" joined and its events taken, and the server's connection."""
+    link = make_link()
+    link.connect()
+    link.join("a")
+    conn = link.connection
+    assert conn is not None
+    link.take()
+    return link, conn
 
 
 def rtt(client: Client) -> float | None:
@@ -891,12 +902,7 @@ def test_bad_token_is_refused_by_the_server(make_link: MakeLink) -> None:
 
 
 def test_broken_websocket_stream_is_a_protocol_error_and_reconnects(make_link: MakeLink) -> None:
-    link = make_link()
-    link.connect()
-    link.join("a")
-    conn = link.connection
-    assert conn is not None
-    link.take()
+    link, conn = joined_to_a(make_link)
     # An unknown opcode with reserved bits set: no valid WebSocket frame.
     link.client.receive_data(link.now, b"\xff\x05garbage")
     link.pump()
@@ -925,12 +931,7 @@ def test_oversized_message_is_a_protocol_error(make_link: MakeLink) -> None:
 
 
 def test_malformed_frames_are_dropped_and_counted(make_link: MakeLink) -> None:
-    link = make_link()
-    link.connect()
-    link.join("a")
-    conn = link.connection
-    assert conn is not None
-    link.take()
+    link, conn = joined_to_a(make_link)
     conn.send_raw("not json")
     conn.send_raw('["1", null, "a"]')
     conn.send_raw(b"\x09garbage")
@@ -967,12 +968,7 @@ def test_malformed_frames_are_dropped_and_counted(make_link: MakeLink) -> None:
 def test_a_frame_with_a_bad_field_is_dropped_with_the_reason(
     make_link: MakeLink, frame: str
 ) -> None:
-    link = make_link()
-    link.connect()
-    link.join("a")
-    conn = link.connection
-    assert conn is not None
-    link.take()
+    link, conn = joined_to_a(make_link)
     conn.send_raw(frame)
     link.pump()
     (dropped,) = link.take()
@@ -988,12 +984,7 @@ def test_a_well_formed_frame_is_decoded_in_place(
 ) -> None:
     # The per-message path decodes a plain vsn 2.0.0 frame itself: the serializer's
     # decode_text (a call a message) is only for the frames it cannot take as they are.
-    link = make_link()
-    link.connect()
-    link.join("a")
-    conn = link.connection
-    assert conn is not None
-    link.take()
+    link, conn = joined_to_a(make_link)
 
     def not_called(self: V2Serializer, data: str) -> ChannelMessage:
         raise AssertionError(f"decode_text({data!r})")
@@ -1009,12 +1000,7 @@ def test_a_well_formed_frame_is_decoded_in_place(
 def test_a_frame_with_more_than_five_elements_is_read_from_its_first_five(
     make_link: MakeLink,
 ) -> None:
-    link = make_link()
-    link.connect()
-    link.join("a")
-    conn = link.connection
-    assert conn is not None
-    link.take()
+    link, conn = joined_to_a(make_link)
     conn.send_raw('[null, null, "a", "ev", {"x": 1}, "extra"]')
     link.pump()
     (received,) = link.take()
